@@ -1,0 +1,3 @@
+"""Tiny keyword spotting for microcontrollers."""
+
+__version__ = "0.1.0"
