@@ -1,0 +1,57 @@
+# Tiny keyword spotting: `make demo` runs the pipeline offline, `make test` runs the tests.
+# Both install what they need first (`make setup`, idempotent).
+
+SHELL      := /bin/bash
+PYTHON     ?= python3.11
+VENV       := .venv
+PY         := $(VENV)/bin/python
+KWS        := $(VENV)/bin/kws
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEB_PKGS   := gcc-avr avr-libc arduino-core-avr libsimavr-dev avrdude libportaudio2 \
+              espeak-ng clang libclang-rt-14-dev
+CONFIG     ?= configs/default.yaml
+SYNTH_DIR  ?= data/synth
+SYNTH_CLIPS ?= 7000
+
+.PHONY: setup apt venv demo test bench clean help
+
+help:
+	@echo "make demo   - offline end-to-end run on the synthetic corpus"
+	@echo "make test   - the test suite"
+	@echo "make bench  - benchmarks into bench/results.json"
+	@echo "make setup  - Debian packages + .venv (done by the targets above)"
+
+setup: apt venv
+
+# Debian packages: only touches apt when one is missing, so it is fast and offline once done.
+apt:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+# torch first and pinned: the CPU wheel. An unpinned torch pulls a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+demo: setup
+	$(KWS) data synth --out $(SYNTH_DIR) --clips $(SYNTH_CLIPS)
+	$(KWS) data stats --data $(SYNTH_DIR)
+	$(KWS) features --data $(SYNTH_DIR) --config $(CONFIG)
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(KWS) bench --out bench/results.json
+
+clean:
+	rm -rf build runs .pytest_cache

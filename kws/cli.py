@@ -1,0 +1,155 @@
+"""The `kws` command line. Every subcommand has --help; errors are one line, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from kws.errors import KwsError
+
+DEFAULT_CONFIG = "configs/default.yaml"
+
+
+def _config(args):
+    """The config named by --config (defaults if the default file is absent), with overrides."""
+    from kws.config import Config, load_config
+
+    path = getattr(args, "config", None)
+    config = load_config(path) if path and (path != DEFAULT_CONFIG or Path(path).exists()) \
+        else Config()
+    overrides = {k: getattr(args, k) for k in ("task", "split") if getattr(args, k, None)}
+    if overrides:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, **overrides))
+    return config
+
+
+def _add_data_options(p):
+    p.add_argument("--data", required=True, type=Path, help="a Speech Commands folder")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: %(default)s)")
+    p.add_argument("--task", choices=["v2-12", "35"], help="override data.task")
+    p.add_argument("--split", choices=["auto", "official", "speakers"],
+                   help="override data.split (see README: Splits)")
+
+
+# --- kws data ------------------------------------------------------------------------------
+
+def cmd_data_download(args):
+    from kws.download import download
+
+    folder = download(args.version, args.dest)
+    print(f"ready: {folder}")
+
+
+def cmd_data_stats(args):
+    from kws.dataset import format_stats, load_dataset
+
+    dataset = load_dataset(args.data, _config(args).data)
+    print(format_stats(dataset.stats()))
+
+
+def cmd_data_synth(args):
+    from kws.synth import synthesize_corpus
+
+    synthesize_corpus(args.out, args.clips, seed=args.seed, workers=args.workers)
+
+
+# --- kws features ----------------------------------------------------------------------------
+
+def cmd_features(args):
+    import numpy as np
+
+    from kws.cache import compute_features
+    from kws.dataset import SPLITS, load_dataset
+    from kws.features import norm_stats
+
+    config = _config(args)
+    dataset = load_dataset(args.data, config.data)
+    start = time.perf_counter()
+    fs = compute_features(dataset.clips, dataset.root, config.features, args.cache_dir,
+                          skip_bad=args.skip_bad)
+    seconds = time.perf_counter() - start
+    source = "read from cache" if fs.from_cache else f"computed in {seconds:.1f} s"
+    print(f"{len(fs.clips)} clips -> features {tuple(fs.features.shape)} ({source})")
+    if fs.cache_file:
+        print(f"cache: {fs.cache_file}")
+    for split in SPLITS:
+        print(f"  {split:<11} {sum(c.split == split for c in fs.clips):>6} clips")
+    if fs.bad:
+        print(f"skipped {len(fs.bad)} bad file(s):")
+        for path, reason in fs.bad:
+            print(f"  {reason}")
+    train = np.array([c.split == "training" for c in fs.clips])
+    if train.any():
+        mean, std = norm_stats(fs.features[train])
+        print(f"per-bin normalisation (training split): mean {mean.min():.2f}..{mean.max():.2f},"
+              f" std {std.min():.2f}..{std.max():.2f}")
+
+
+# --- kws bench -------------------------------------------------------------------------------
+
+def cmd_bench(args):
+    from kws.bench import run_benchmarks
+
+    run_benchmarks(args.out, args.data, args.clips)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kws", description="Tiny keyword spotting for microcontrollers.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="get, inspect or synthesise Speech Commands data")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    p = dsub.add_parser("download", help="download and extract a Speech Commands archive")
+    p.add_argument("--version", required=True, choices=["v0.02", "v0.01", "test-v0.02"])
+    p.add_argument("--dest", type=Path, default=Path("data"), help="default: %(default)s")
+    p.set_defaults(func=cmd_data_download)
+
+    p = dsub.add_parser("stats", help="clips per class and split, speakers per split")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_data_stats)
+
+    p = dsub.add_parser("synth", help="make the offline synthetic corpus (espeak-ng voices)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--clips", type=int, default=7000, help="default: %(default)s")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=cmd_data_synth)
+
+    p = sub.add_parser("features", help="compute and cache log-mel features of a data folder")
+    _add_data_options(p)
+    p.add_argument("--cache-dir", type=Path, default=Path("data/cache"),
+                   help="default: %(default)s")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable audio files (counted in the summary) instead of failing")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("bench", help="run the benchmarks and write a JSON of results")
+    p.add_argument("--out", type=Path, default=Path("bench/results.json"))
+    p.add_argument("--data", type=Path, default=None,
+                   help="clips to time (default: the real dev clips if present, else the "
+                        "synthetic corpus)")
+    p.add_argument("--clips", type=int, default=1000, help="default: %(default)s")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KwsError as e:
+        print(f"kws: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("kws: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Experiment configuration: typed dataclasses loaded strictly from YAML.
+
+A config file has one section per pipeline stage. Unknown keys and wrong types are errors that
+name the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kws.errors import KwsError
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Log-mel front end. One second of 16 kHz audio gives 98 frames of 32 bins."""
+
+    sample_rate: int = 16000
+    clip_samples: int = 16000      # clips are padded (at the end) or cropped to this
+    win_length: int = 400          # 25 ms
+    hop_length: int = 160          # 10 ms
+    n_fft: int = 512
+    n_mels: int = 32
+    fmin: float = 20.0
+    fmax: float = 8000.0
+    log_floor: float = 1e-6        # log(max(mel_power, floor)); audio is in [-1, 1]
+
+    def __post_init__(self):
+        if not 0 < self.win_length <= self.n_fft:
+            raise KwsError(f"features.win_length must be in (0, n_fft={self.n_fft}]")
+        if self.hop_length <= 0 or self.clip_samples < self.win_length:
+            raise KwsError("features: hop_length must be > 0 and clip_samples >= win_length")
+        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise KwsError("features: need 0 <= fmin < fmax <= sample_rate / 2")
+
+    @property
+    def n_frames(self) -> int:
+        """Frames per clip: no centring, so only whole windows count."""
+        return 1 + (self.clip_samples - self.win_length) // self.hop_length
+
+    def digest(self) -> str:
+        """A short hash of every field: part of every cache key that depends on features."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return hashlib.sha1(blob).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which task and which split rule. Percentages follow TensorFlow's speech_commands recipe."""
+
+    task: str = "v2-12"            # "v2-12" (10 words + _silence_ + _unknown_) or "35"
+    split: str = "auto"            # "auto", "official" or "speakers": see kws/dataset.py
+    val_pct: float = 10.0          # speaker-hash split for folders without list files
+    test_pct: float = 10.0
+    silence_pct: float = 10.0      # silence crops made per split, as % of the keyword clips
+    unknown_pct: float | None = 10.0  # unknown clips kept per split (subsampled if more); null: all
+    seed: int = 0
+
+    def __post_init__(self):
+        from kws.dataset import TASKS  # local: dataset imports this module
+
+        if self.task not in TASKS:
+            raise KwsError(f"data.task must be one of {sorted(TASKS)}, not {self.task!r}")
+        if self.split not in ("auto", "official", "speakers"):
+            raise KwsError(f"data.split must be auto, official or speakers, not {self.split!r}")
+        if not (0 <= self.val_pct and 0 <= self.test_pct and self.val_pct + self.test_pct < 100):
+            raise KwsError("data.val_pct and data.test_pct must be >= 0 and sum to < 100")
+
+
+@dataclass(frozen=True)
+class Config:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def _check_type(value, hint, where: str):
+    """Return `value` converted to `hint` if it is a lossless match, else raise naming `where`."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _check_type(value, option, where)
+            except KwsError:
+                pass
+        raise KwsError(f"config key {where!r}: {value!r} is not of type {hint}")
+    if hint is type(None):
+        if value is None:
+            return None
+    elif dataclasses.is_dataclass(hint):
+        if isinstance(value, dict):
+            return _from_dict(hint, value, where)
+    elif origin in (list, tuple):
+        (item,) = typing.get_args(hint)[:1] or (typing.Any,)
+        if isinstance(value, list):
+            return origin(_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    elif hint is typing.Any:
+        return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, hint):
+        return value
+    name = getattr(hint, "__name__", str(hint))
+    raise KwsError(f"config key {where!r}: expected {name}, got {type(value).__name__} {value!r}")
+
+
+def _from_dict(cls, data: dict, where: str = ""):
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in known:
+            path = f"{where}.{key}" if where else str(key)
+            raise KwsError(f"unknown config key {path!r} (known: {', '.join(sorted(known))})")
+    kwargs = {k: _check_type(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict, cls=Config):
+    """Build a config dataclass from plain data, refusing unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise KwsError("a config must be a mapping of sections")
+    return _from_dict(cls, data)
+
+
+def load_config(path: str | Path, cls=Config):
+    """Read a YAML config file; a missing file, bad YAML or a bad key is a one-line KwsError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise KwsError(f"cannot read config {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise KwsError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    try:
+        return config_from_dict(data, cls)
+    except KwsError as e:
+        raise KwsError(f"{path}: {e}") from None
+
+
+def config_to_dict(config) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,59 @@
+import os
+
+import numpy as np
+import pytest
+
+from kws.audio import BadAudio
+from kws.cache import compute_features
+from kws.config import DataConfig, FeatureConfig
+from kws.dataset import load_dataset
+from kws.features import log_mel
+from kws.audio import load_audio
+
+
+def dataset(root):
+    return load_dataset(root, DataConfig(unknown_pct=None))
+
+
+def test_features_are_cached_and_reread(sc_mini, tmp_path):
+    ds = dataset(sc_mini)
+    first = compute_features(ds.clips, ds.root, FeatureConfig(), tmp_path / "cache", progress=False)
+    assert not first.from_cache and first.cache_file.exists()
+    again = compute_features(ds.clips, ds.root, FeatureConfig(), tmp_path / "cache", progress=False)
+    assert again.from_cache and again.cache_file == first.cache_file
+    np.testing.assert_array_equal(first.features, again.features)
+    assert again.clips == first.clips
+    c = first.clips[3]
+    ref = log_mel(load_audio(c.path, offset=c.offset))
+    assert np.abs(first.features[3] - ref).max() < 2e-3
+    assert not list((tmp_path / "cache").glob("*.tmp"))  # nothing half-written left behind
+
+
+def test_key_changes_with_config_and_file_list(sc_mini, tmp_path):
+    ds = dataset(sc_mini)
+    base = compute_features(ds.clips, ds.root, FeatureConfig(), tmp_path, progress=False)
+    other_cfg = compute_features(ds.clips, ds.root, FeatureConfig(n_mels=20), tmp_path,
+                                 progress=False)
+    assert other_cfg.cache_file != base.cache_file and other_cfg.features.shape[-1] == 20
+    fewer = compute_features(ds.clips[1:], ds.root, FeatureConfig(), tmp_path, progress=False)
+    assert fewer.cache_file != base.cache_file
+    f = ds.clips[0].path
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))  # touched file
+    touched = compute_features(ds.clips, ds.root, FeatureConfig(), tmp_path, progress=False)
+    assert touched.cache_file != base.cache_file and not touched.from_cache
+
+
+def test_bad_file_fails_or_is_skipped_and_counted(sc_mini, tmp_path):
+    bad = sc_mini / "yes" / "deadbeef_nohash_0.wav"
+    bad.write_bytes(b"RIFF....WAVEjunk")
+    ds = dataset(sc_mini)
+    with pytest.raises(BadAudio, match="deadbeef_nohash_0.wav.*--skip-bad"):
+        compute_features(ds.clips, ds.root, FeatureConfig(), tmp_path, progress=False)
+    assert not list(tmp_path.glob("features-*"))
+    fs = compute_features(ds.clips, ds.root, FeatureConfig(), tmp_path, skip_bad=True,
+                          progress=False)
+    assert len(fs.bad) == 1 and "deadbeef" in fs.bad[0][0]
+    assert len(fs.clips) == len(ds.clips) - 1 == len(fs.features)
+    again = compute_features(ds.clips, ds.root, FeatureConfig(), tmp_path, skip_bad=True,
+                             progress=False)
+    assert again.from_cache and again.bad == fs.bad

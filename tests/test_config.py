@@ -1,0 +1,54 @@
+import pytest
+
+from kws.config import Config, FeatureConfig, load_config
+from kws.errors import KwsError
+
+
+def test_default_config_file_matches_the_dataclass_defaults():
+    assert load_config("configs/default.yaml") == Config()
+
+
+def test_one_second_gives_98_frames():
+    assert FeatureConfig().n_frames == 98
+
+
+def write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text,names", [
+    ("features:\n  n_mel: 40\n", "features.n_mel"),
+    ("featurez:\n  n_mels: 40\n", "featurez"),
+    ("features:\n  n_mels: forty\n", "features.n_mels"),
+    ("features:\n  n_mels: 40.5\n", "features.n_mels"),
+    ("features:\n  fmin: true\n", "features.fmin"),
+    ("data:\n  task: v3-7\n", "data.task"),
+    ("data:\n  split: random\n", "data.split"),
+    ("features: 3\n", "features"),
+])
+def test_bad_keys_and_types_name_the_key(tmp_path, text, names):
+    with pytest.raises(KwsError) as e:
+        load_config(write(tmp_path, text))
+    assert names in str(e.value)
+
+
+def test_ints_are_accepted_for_floats_and_null_for_optional(tmp_path):
+    c = load_config(write(tmp_path, "features:\n  fmin: 0\ndata:\n  unknown_pct: null\n"))
+    assert c.features.fmin == 0.0 and isinstance(c.features.fmin, float)
+    assert c.data.unknown_pct is None
+
+
+def test_missing_file_and_bad_yaml_are_one_line_errors(tmp_path):
+    with pytest.raises(KwsError, match="cannot read config"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(KwsError, match="not valid YAML"):
+        load_config(write(tmp_path, "features: [\n"))
+
+
+def test_inconsistent_feature_values_are_refused():
+    with pytest.raises(KwsError):
+        FeatureConfig(win_length=600, n_fft=512)
+    with pytest.raises(KwsError):
+        FeatureConfig(fmax=9000.0)
