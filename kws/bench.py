@@ -1,0 +1,112 @@
+"""`make bench`: measure, then write bench/results.json and a table in bench/README.md.
+
+Each stage of the pipeline adds its entries here. An entry records the value, its unit, the
+command that measured it and the config, so every figure quoted in a note can be reproduced.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kws.atomic import atomic_open
+from kws.config import FeatureConfig
+from kws.errors import KwsError
+
+DEV_DATA = Path("../shared/data/speech_commands_dev")
+SYNTH_DATA = Path("data/synth")
+
+
+def default_bench_data() -> Path:
+    for candidate in (DEV_DATA, SYNTH_DATA):
+        if candidate.is_dir():
+            return candidate
+    raise KwsError(f"no clips to benchmark: neither {DEV_DATA} nor {SYNTH_DATA} exists "
+                   "(run `make demo` to make the synthetic corpus, or pass --data)")
+
+
+def bench_features(data: Path, n_clips: int, cfg: FeatureConfig = FeatureConfig()) -> dict:
+    """Clips/s of the batched torch path and of a per-clip librosa loop on the same audio."""
+    import librosa
+
+    from kws.cache import load_clip_audio
+    from kws.dataset import load_dataset
+    from kws.features import log_mel_batch
+
+    clips = load_dataset(data).clips
+    step = max(1, len(clips) // n_clips)
+    audio, _, _ = load_clip_audio(clips[::step][:n_clips], cfg, skip_bad=True, progress=False)
+    log_mel_batch(audio[:8], cfg)  # warm-up: first torch call allocates
+
+    start = time.perf_counter()
+    log_mel_batch(audio, cfg)
+    batched = time.perf_counter() - start
+
+    margin = (cfg.n_fft - cfg.win_length) // 2
+
+    def librosa_log_mel(clip):
+        mel = librosa.feature.melspectrogram(
+            y=np.pad(clip, margin), sr=cfg.sample_rate, n_fft=cfg.n_fft,
+            hop_length=cfg.hop_length, win_length=cfg.win_length, window="hann",
+            center=False, power=2.0, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax,
+            htk=True, norm=None)
+        return np.log(np.maximum(mel, cfg.log_floor))
+
+    librosa_log_mel(audio[0])  # warm-up: librosa caches its filterbank
+    start = time.perf_counter()
+    for clip in audio:
+        librosa_log_mel(clip)
+    looped = time.perf_counter() - start
+
+    n = len(audio)
+    command = f"kws bench --data {data} --clips {n_clips}"
+    return {
+        "feature_clips_per_s_batched": _entry(n / batched, "clips/s", command,
+                                              "torch.stft batch, default features"),
+        "feature_clips_per_s_librosa": _entry(n / looped, "clips/s", command,
+                                              "librosa.feature.melspectrogram per clip"),
+        "feature_throughput_ratio": _entry(looped / batched, "x", command,
+                                           f"batched / librosa over the same {n} clips"),
+    }
+
+
+def _entry(value: float, unit: str, command: str, what: str) -> dict:
+    return {"value": round(float(value), 3), "unit": unit, "command": command, "what": what}
+
+
+def run_benchmarks(out: Path, data: Path | None = None, n_clips: int = 1000) -> dict:
+    """Run every benchmark, merge into `out` (entries of other stages are kept), write both files."""
+    import torch
+
+    data = data or default_bench_data()
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results.setdefault("entries", {})
+    results["machine"] = {
+        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(), "platform": platform.platform()}
+    results["generated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds")
+    results["entries"].update(bench_features(Path(data), n_clips))
+    with atomic_open(out, "w") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+    with atomic_open(out.parent / "README.md", "w") as f:
+        f.write(format_table(results))
+    print(format_table(results))
+    return results
+
+
+def format_table(results: dict) -> str:
+    lines = ["# Benchmarks", "",
+             f"Written by `make bench` on {results['generated']} "
+             f"({results['machine']['cpu_count']} CPUs). Raw figures: `results.json`.", "",
+             "| measure | value | unit | what | command |", "|---|---:|---|---|---|"]
+    for name, e in results["entries"].items():
+        lines.append(f"| {name} | {e['value']:g} | {e['unit']} | {e['what']} | `{e['command']}` |")
+    return "\n".join(lines) + "\n"

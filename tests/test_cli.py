@@ -1,0 +1,64 @@
+"""The command line as a user meets it: help everywhere, one-line errors, real runs."""
+
+import subprocess
+import sys
+
+import pytest
+
+from kws.cli import build_parser
+
+SUBCOMMANDS = [["data"], ["data", "download"], ["data", "stats"], ["data", "synth"],
+               ["features"], ["bench"]]
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "kws", *args], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+@pytest.mark.parametrize("words", SUBCOMMANDS, ids=" ".join)
+def test_every_subcommand_has_help(words):
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args([*words, "--help"])
+    assert e.value.code == 0
+
+
+def test_help_lists_no_placeholder_commands():
+    out = run("--help").stdout
+    for name in ("data", "features", "bench"):
+        assert name in out
+
+
+def test_missing_data_is_one_line_without_traceback(tmp_path):
+    r = run("data", "stats", "--data", str(tmp_path / "missing"))
+    assert r.returncode == 1
+    assert r.stderr.strip().startswith("kws: error: no data folder")
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bad_config_names_the_key(tmp_path, sc_mini):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("features:\n  n_mels: 32\n  hop: 10\n")
+    r = run("features", "--data", str(sc_mini), "--config", str(cfg))
+    assert r.returncode == 1 and "features.hop" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_stats_and_features_on_real_clips(sc_mini, tmp_path):
+    r = run("data", "stats", "--data", str(sc_mini))
+    assert r.returncode == 0, r.stderr
+    assert "_silence_" in r.stdout and "speakers" in r.stdout
+    r = run("features", "--data", str(sc_mini), "--cache-dir", str(tmp_path / "c"))
+    assert r.returncode == 0, r.stderr
+    assert "(98, 32)" in r.stdout or ", 98, 32)" in r.stdout
+    assert list((tmp_path / "c").glob("features-*.npz"))
+
+
+def test_corrupt_wav_fails_clearly_or_is_skipped(sc_mini, tmp_path):
+    (sc_mini / "no" / "0badf00d_nohash_0.wav").write_bytes(b"")
+    r = run("features", "--data", str(sc_mini), "--cache-dir", str(tmp_path / "c"))
+    assert r.returncode == 1 and "0badf00d_nohash_0.wav: empty file" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run("features", "--data", str(sc_mini), "--cache-dir", str(tmp_path / "c"),
+            "--skip-bad")
+    assert r.returncode == 0 and "skipped 1 bad file" in r.stdout
+
