@@ -88,6 +88,40 @@ def cmd_features(args):
               f" std {std.min():.2f}..{std.max():.2f}")
 
 
+# --- kws train / eval ------------------------------------------------------------------------
+
+def cmd_train(args):
+    from kws.config import load_config
+    from kws.ship import ship
+    from kws.train import train
+
+    config = load_config(args.config)
+    name = args.name or Path(args.config).stem
+    run_dir = args.run_dir or Path("runs") / name
+    result = train(config, run_dir, resume=args.resume)
+    best = result["best"]
+    print(f"best epoch {best['epoch']}: validation accuracy "
+          + ", ".join(f"{k[4:]} {best[k]:.4f}" for k in ("val_float", "val_int") if k in best))
+    print(f"run folder: {run_dir} (config.yaml, metrics.csv, curves.png, checkpoint.pt)")
+    if config.model.arch == "fastgrnn":
+        doc = ship(result, config, name, args.out or Path("models") / name)
+        print(f"shipped {args.out or Path('models') / name}: {doc['bytes']['total']} bytes, "
+              f"hash {doc['hash'][:16]}")
+
+
+def cmd_eval(args):
+    import json
+
+    from kws.evaluate import evaluate, format_report
+
+    report = evaluate(args.model, args.data, split=args.split, skip_bad=args.skip_bad)
+    print(format_report(report))
+    if args.json:
+        from kws.atomic import atomic_open
+        with atomic_open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+
+
 # --- kws bench -------------------------------------------------------------------------------
 
 def cmd_bench(args):
@@ -127,6 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable audio files (counted in the summary) instead of failing")
     p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("train", help="train a FastGRNN (or GRU baseline) and ship it")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="default: %(default)s")
+    p.add_argument("--name", help="model name (default: the config file's stem)")
+    p.add_argument("--run-dir", type=Path, help="default: runs/<name>")
+    p.add_argument("--out", type=Path, help="shipped model folder (default: models/<name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy of a shipped model (float and integer)")
+    p.add_argument("--model", required=True, type=Path, help="a models/<name> folder")
+    p.add_argument("--data", required=True, type=Path, help="a Speech Commands folder")
+    p.add_argument("--split", default="testing",
+                   help="testing, validation, training or all (default: %(default)s)")
+    p.add_argument("--json", type=Path, help="also write the report as JSON")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable audio files")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="run the benchmarks and write a JSON of results")
     p.add_argument("--out", type=Path, default=Path("bench/results.json"))

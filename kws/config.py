@@ -76,9 +76,63 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """FastGRNN shape, compression and number formats (see kws/model.py, kws/arith.py)."""
+
+    arch: str = "fastgrnn"         # "fastgrnn" or "gru" (float baseline / teacher)
+    hidden: int = 24
+    rank_w: int = 6
+    rank_u: int = 6
+    weight_bits: int = 8           # 8, or 4 (packed two per byte)
+    qx: int = 5                    # fractional bits of the int8 input (normalised features)
+    density: dict = field(default_factory=dict)  # factor -> fraction of weights kept, e.g. W1: 0.5
+    pool_frames: int = 1           # the clip decision: mean of the last N frames' scores
+    budget_bytes: int = 1024       # `kws train` refuses to ship a model over this
+
+    def __post_init__(self):
+        if self.arch not in ("fastgrnn", "gru"):
+            raise KwsError(f"model.arch must be fastgrnn or gru, not {self.arch!r}")
+        if self.weight_bits not in (4, 8):
+            raise KwsError("model.weight_bits must be 4 or 8")
+        for k, v in self.density.items():
+            if k not in ("W1", "W2", "U1", "U2") or not isinstance(v, (int, float)) \
+                    or not 0 < v <= 1:
+                raise KwsError(f"model.density.{k}: factors are W1 W2 U1 U2, values in (0, 1]")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The three compression phases of the paper, then quantisation-aware epochs."""
+
+    data: str = "../shared/data/speech_commands_dev"  # used when present ...
+    fallback_data: str = "data/synth"                  # ... else this (the synthetic corpus)
+    seed: int = 0
+    batch_size: int = 64
+    lr: float = 0.01
+    lr_final: float = 0.0005       # cosine decay to this over all epochs
+    weight_decay: float = 0.0
+    epochs_dense: int = 40
+    epochs_sparsify: int = 20      # iterative hard thresholding down to model.density
+    epochs_sparse: int = 20        # training on the fixed support
+    epochs_quant: int = 20         # integer arithmetic forward, straight-through gradients
+    # augmentation, applied to the audio of each training batch
+    shift_ms: float = 100.0        # random time shift up to +- this
+    noise_prob: float = 0.8        # probability of mixing in background noise ...
+    snr_db: tuple[float, float] = (0.0, 20.0)  # ... at a uniformly drawn SNR
+    gain_db: tuple[float, float] = (-10.0, 10.0)
+    spec_mask_bins: int = 0        # SpecAugment: one frequency mask up to this wide
+    spec_mask_frames: int = 0      # and one time mask up to this long
+    teacher: str = ""              # a run folder of a float teacher for distillation
+    distill_weight: float = 0.0
+    distill_temperature: float = 2.0
+
+
+@dataclass(frozen=True)
 class Config:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _check_type(value, hint, where: str):

@@ -119,8 +119,18 @@ class FastGRNN(nn.Module):
 
     # forward -----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, quant: bool = False) -> torch.Tensor:
-        """Scores for every frame, [B, T, classes]. `x`: normalised features [B, T, n_in]."""
-        return self._forward_int(quantize_input(x, self.qx)) if quant else self._forward_float(x)
+        """Scores for every frame, [B, T, classes]. `x`: normalised features [B, T, n_in].
+
+        With `quant`, the integer scores (see `forward_int`) in real units.
+        """
+        if not quant:
+            return self._forward_float(x)
+        scores = self.forward_int(quantize_input(x, self.qx))
+        return (scores * 2.0 ** -(self.integer_weights()["Wc"][1] + QH)).float()
+
+    def forward_int(self, xq: torch.Tensor) -> torch.Tensor:
+        """Integer scores (float64 holding int32 values) for int8-valued inputs [B, T, n_in]."""
+        return self._forward_int(xq.double())
 
     def _forward_float(self, x):
         W = self.masked("W2") @ self.masked("W1")

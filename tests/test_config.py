@@ -1,11 +1,12 @@
 import pytest
 
-from kws.config import Config, FeatureConfig, load_config
+from kws.config import FeatureConfig, load_config
 from kws.errors import KwsError
 
 
-def test_default_config_file_matches_the_dataclass_defaults():
-    assert load_config("configs/default.yaml") == Config()
+def test_default_config_file_loads_with_the_standard_front_end_and_budget():
+    c = load_config("configs/default.yaml")
+    assert c.features == FeatureConfig() and c.model.budget_bytes == 1024
 
 
 def test_one_second_gives_98_frames():

@@ -1,0 +1,84 @@
+"""`kws eval`: accuracy of a shipped model on any Speech Commands folder, float and integer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kws.cache import compute_features
+from kws.config import DataConfig
+from kws.dataset import load_dataset
+from kws.errors import KwsError
+from kws.modelfile import ShippedModel, load_model
+
+
+def float_model(shipped: ShippedModel):
+    from kws.model import FastGRNN
+
+    a = shipped.doc["model"]
+    m = FastGRNN(a["n_in"], a["hidden"], a["rank_w"], a["rank_u"], a["n_classes"],
+                 weight_bits=a["weight_bits"], qx=a["qx"])
+    m.load_state_dict({k: torch.from_numpy(v) for k, v in shipped.float_weights().items()})
+    return m.eval()
+
+
+def data_config_for(shipped: ShippedModel, data_dir: Path) -> DataConfig:
+    """The training split settings on the training folder (so `testing` means the held-out
+    speakers); otherwise the folder's own official split. Every clip of a class counts."""
+    task = "v2-12" if len(shipped.classes) == 12 else "35"
+    stored = shipped.doc.get("training", {}).get("data_config")
+    trained_on = shipped.doc.get("training", {}).get("data")
+    if stored and trained_on and Path(trained_on).resolve() == data_dir.resolve():
+        return DataConfig(**dict(stored, unknown_pct=None))
+    return DataConfig(task=task, unknown_pct=None)
+
+
+def evaluate(model_dir: Path, data_dir: Path, split: str = "testing",
+             skip_bad: bool = False) -> dict:
+    shipped = load_model(model_dir)
+    data_dir = Path(data_dir)
+    dataset = load_dataset(data_dir, data_config_for(shipped, data_dir))
+    if list(dataset.task.classes) != shipped.classes:
+        raise KwsError(f"{data_dir}: task classes differ from the model's")
+    clips = dataset.clips if split == "all" else dataset.split(split)
+    if not clips:
+        raise KwsError(f"{data_dir}: no clips in split {split!r} ({dataset.split_source})")
+    fs = compute_features(clips, dataset.root, shipped.features, Path("data/cache"), skip_bad)
+    y = dataset.labels(fs.clips)
+    pool = shipped.pool_frames
+    pred_int = shipped.int_model.run(shipped.quantize(fs.features))[:, -pool:].mean(1).argmax(1)
+    with torch.no_grad():
+        x = torch.from_numpy((fs.features - shipped.mean) / shipped.std)
+        pred_float = float_model(shipped)(x)[:, -pool:].mean(1).argmax(1).numpy()
+    n = len(shipped.classes)
+    confusion = np.zeros((n, n), np.int64)
+    np.add.at(confusion, (y, pred_int), 1)
+    per_class = {c: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
+                 for i, c in enumerate(shipped.classes)}
+    return {
+        "model": shipped.name, "model_hash": shipped.hash, "data": str(data_dir),
+        "split": split, "split_rule": dataset.split_source,
+        "n_clips": int(len(y)), "skipped_bad": len(fs.bad),
+        "accuracy_float": float((pred_float == y).mean()),
+        "accuracy_int": float((pred_int == y).mean()),
+        "model_bytes": shipped.n_bytes,
+        "per_class_accuracy": per_class,
+        "classes": shipped.classes,
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def format_report(r: dict) -> str:
+    lines = [f"model {r['model']} ({r['model_bytes']} bytes, hash {r['model_hash'][:16]})",
+             f"data {r['data']} split {r['split']} [{r['split_rule']}]: {r['n_clips']} clips"
+             + (f", {r['skipped_bad']} bad skipped" if r["skipped_bad"] else ""),
+             f"accuracy_float {r['accuracy_float']:.4f}   accuracy_int {r['accuracy_int']:.4f}",
+             "", "confusion matrix (rows: true class, columns: integer model's answer)"]
+    names = [c.strip("_")[:5] for c in r["classes"]]
+    lines.append(" " * 8 + "".join(f"{n:>6}" for n in names) + "   acc")
+    for name, row, acc in zip(names, r["confusion_matrix"], r["per_class_accuracy"].values()):
+        lines.append(f"{name:<8}" + "".join(f"{v:>6}" for v in row)
+                     + (f"  {acc:.2f}" if acc is not None else "     -"))
+    return "\n".join(lines)

@@ -1,0 +1,54 @@
+"""Turn a finished training run into the shipped model folder, refusing one over budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kws.config import Config
+from kws.errors import KwsError
+from kws.intmodel import from_torch
+from kws.modelfile import save_model
+
+
+def int_accuracy(im, x_norm: np.ndarray, y: np.ndarray, mean, std, pool: int) -> float:
+    """Accuracy of the NumPy integer reference on normalised features."""
+    from kws.intmodel import quantize_features
+
+    if len(y) == 0:
+        return float("nan")
+    xq = quantize_features(x_norm, np.zeros_like(mean), np.ones_like(std), im.qx)
+    scores = im.run(xq)
+    return float((scores[:, -pool:].mean(1).argmax(1) == y).mean())
+
+
+def ship(result: dict, config: Config, name: str, out: Path) -> dict:
+    """Write models/<name>/ from `kws.train.train`'s result; return the model document."""
+    model, data = result["model"], result["data"]
+    if config.model.arch != "fastgrnn":
+        raise KwsError("only a FastGRNN can be shipped (the GRU is a float baseline)")
+    im = from_torch(model)
+    n_bytes = im.n_bytes()
+    if n_bytes > config.model.budget_bytes:
+        raise KwsError(f"model is {n_bytes} bytes, over its budget of "
+                       f"{config.model.budget_bytes} by {n_bytes - config.model.budget_bytes}: "
+                       "not shipped (lower model.hidden / ranks / density, or use 4-bit weights)")
+    pool = config.model.pool_frames
+    metrics = {"val_int_checkpoint": result["best"].get("val_int")}
+    for split, (x, y) in data.eval_sets.items():
+        with torch.no_grad():
+            from kws.train import accuracy
+            metrics[f"{split}_float"] = accuracy(model, x, y, pool, quant=False)
+        metrics[f"{split}_int"] = int_accuracy(im, x, y, data.mean, data.std, pool)
+    import dataclasses
+    training = {"run_dir": str(result["run_dir"]), "data": str(data.dataset.root),
+                "data_config": dataclasses.asdict(config.data),
+                "split": data.dataset.split_source, "epochs": len(result["history"]),
+                "best_epoch": result["best"]["epoch"]}
+    # the normalisation folded into the integer input is the training split's per-bin stats
+    return save_model(out, name, im, config.features, list(data.dataset.task.classes),
+                      data.mean, data.std, pool,
+                      {k: v.detach().numpy() for k, v in model.state_dict().items()},
+                      metrics, training)
