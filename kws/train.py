@@ -266,7 +266,7 @@ class Trainer:
                 model.hard_threshold(density_at(start_of["sparsify"] + (b + 1) / n_batches, cfg))
             elif phase in ("sparse", "quant"):
                 model.apply_masks()
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses):.3f}")
         return self.evaluate(phase, float(np.mean(losses)))
 
@@ -362,7 +362,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress=print) -
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_open(run_dir / "config.yaml", "w") as f:
         yaml.safe_dump(json.loads(json.dumps(config_to_dict(config))), f, sort_keys=False)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest and deterministic
     data = TrainingData(config, resolve_data(config))
     trainer = Trainer(config, run_dir, data)
     if resume and trainer.resume():

@@ -1,0 +1,152 @@
+"""Training: mask invariants, determinism, resume, shipping, the model folder's checks."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from kws.config import Config, ModelConfig, TrainConfig
+from kws.errors import KwsError
+from kws.model import FACTORS, FastGRNN
+from kws.modelfile import load_model
+from kws.ship import ship
+from kws.train import Trainer, TrainingData, train
+
+
+def tiny_config(sc_mini, **train_overrides) -> Config:
+    t = dict(data=str(sc_mini), fallback_data="", batch_size=16, epochs_dense=1,
+             epochs_sparsify=1, epochs_sparse=1, epochs_quant=2, noise_prob=0.5)
+    t.update(train_overrides)
+    return Config(model=ModelConfig(hidden=8, rank_w=3, rank_u=2,
+                                    density={"W1": 0.5, "W2": 0.75, "U1": 0.5, "U2": 0.5}),
+                  train=TrainConfig(**t))
+
+
+def test_low_rank_shapes():
+    m = FastGRNN(32, 24, 6, 5, 12)
+    assert m.W1.shape == (6, 32) and m.W2.shape == (24, 6)
+    assert m.U1.shape == (5, 24) and m.U2.shape == (24, 5) and m.Wc.shape == (12, 24)
+
+
+def test_nnz_equals_target_after_every_step(sc_mini, tmp_path, monkeypatch):
+    config = tiny_config(sc_mini)
+    trainer = Trainer(config, tmp_path, TrainingData(config, sc_mini, tmp_path / "cache"))
+    target = {n: round(config.model.density[n] * getattr(trainer.model, n).numel())
+              for n in FACTORS}
+    seen = []
+    step = trainer.opt.step
+
+    def checked_step(*a, **k):
+        out = step(*a, **k)
+        seen.append(trainer.epoch)
+        return out
+
+    monkeypatch.setattr(trainer.opt, "step", checked_step)
+    nnz_after = []
+    original_apply = trainer.model.apply_masks
+
+    def apply_and_count():
+        original_apply()
+        if trainer.epoch >= 2:
+            nnz_after.append(trainer.model.nnz())
+
+    monkeypatch.setattr(trainer.model, "apply_masks", apply_and_count)
+    for _ in range(2):          # dense, sparsify: thresholding reaches the target at its end
+        trainer.run_epoch()
+        trainer.epoch += 1
+    assert trainer.model.nnz() == target
+    for _ in range(3):          # sparse, quant, quant: the support is fixed, nnz exact each step
+        trainer.run_epoch()
+        trainer.epoch += 1
+    assert len(nnz_after) == sum(1 for e in seen if e >= 2) > 0
+    assert all(n == target for n in nnz_after)
+
+
+def test_same_seed_same_model_and_resume_continues(sc_mini, tmp_path):
+    config = tiny_config(sc_mini)
+    a = train(config, tmp_path / "a", progress=lambda *_: None)
+    b = train(config, tmp_path / "b", progress=lambda *_: None)
+    ha = ship(a, config, "a", tmp_path / "ma")["hash"]
+    assert ship(b, config, "b", tmp_path / "mb")["hash"] == ha
+
+    # interrupt after 3 epochs (as Ctrl-C would, checkpoint kept), then --resume
+    import kws.train as kt
+    calls = {"n": 0}
+    real = kt.Trainer.run_epoch
+
+    def interrupting(self):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(self)
+
+    kt.Trainer.run_epoch = interrupting
+    try:
+        with pytest.raises(KwsError, match="--resume"):
+            train(config, tmp_path / "c", progress=lambda *_: None)
+    finally:
+        kt.Trainer.run_epoch = real
+    with pytest.raises(KwsError, match="already holds a run"):
+        train(config, tmp_path / "c", progress=lambda *_: None)
+    c = train(config, tmp_path / "c", resume=True, progress=lambda *_: None)
+    assert len(c["history"]) == 5
+    assert ship(c, config, "c", tmp_path / "mc")["hash"] == ha
+    run = tmp_path / "a"
+    assert (run / "metrics.csv").exists() and (run / "curves.png").exists()
+    assert (run / "config.yaml").exists()
+
+
+def test_shipping_refuses_a_model_over_budget(sc_mini, tmp_path):
+    config = tiny_config(sc_mini, epochs_dense=1, epochs_sparsify=0, epochs_sparse=0,
+                         epochs_quant=1)
+    result = train(config, tmp_path / "r", progress=lambda *_: None)
+    over = Config(model=ModelConfig(hidden=8, rank_w=3, rank_u=2, budget_bytes=100),
+                  train=config.train)
+    with pytest.raises(KwsError, match=r"over its budget of 100 by \d+"):
+        ship(result, over, "x", tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+    doc = ship(result, config, "ok", tmp_path / "m")
+    model = load_model(tmp_path / "m")
+    assert model.n_bytes == doc["bytes"]["total"] == model.int_model.n_bytes()
+
+
+@pytest.fixture
+def shipped(sc_mini, tmp_path):
+    config = tiny_config(sc_mini, epochs_dense=1, epochs_sparsify=0, epochs_sparse=0,
+                         epochs_quant=1)
+    ship(train(config, tmp_path / "r", progress=lambda *_: None), config, "m", tmp_path / "m")
+    return tmp_path / "m"
+
+
+def test_model_file_errors(shipped, tmp_path):
+    path = shipped / "model.json"
+    text = path.read_text()
+    with pytest.raises(KwsError, match="no model at"):
+        load_model(tmp_path / "nowhere")
+    path.write_text(text[: len(text) // 2])
+    with pytest.raises(KwsError, match="truncated"):
+        load_model(shipped)
+    doc = json.loads(text)
+    doc["integer"]["arrays"]["W1"][0][0] += 1
+    path.write_text(json.dumps(doc))
+    with pytest.raises(KwsError, match="hash mismatch"):
+        load_model(shipped)
+    doc = json.loads(text)
+    doc["version"] = 0
+    path.write_text(json.dumps(doc))
+    with pytest.raises(KwsError, match="format version 0"):
+        load_model(shipped)
+    path.write_text(json.dumps({"hello": 1}))
+    with pytest.raises(KwsError, match="not a kws model"):
+        load_model(shipped)
+
+
+def test_eval_reports_the_agreed_keys(shipped, sc_mini):
+    from kws.evaluate import evaluate
+    r = evaluate(shipped, sc_mini, split="all")
+    for key in ("n_clips", "accuracy_float", "accuracy_int", "model_bytes",
+                "per_class_accuracy", "confusion_matrix"):
+        assert key in r
+    assert r["n_clips"] == np.sum(r["confusion_matrix"])
+    assert 0 <= r["accuracy_int"] <= 1
