@@ -13,10 +13,12 @@ CONFIG     ?= configs/default.yaml
 SYNTH_DIR  ?= data/synth
 SYNTH_CLIPS ?= 7000
 
-.PHONY: setup apt venv demo test bench clean help
+.PHONY: setup apt venv demo train eval test bench clean help
 
 help:
 	@echo "make demo   - offline end-to-end run on the synthetic corpus"
+	@echo "make train  - train and ship models/default (RESUME=1 to continue a run)"
+	@echo "make eval   - evaluate models/default (DATA=folder)"
 	@echo "make test   - the test suite"
 	@echo "make bench  - benchmarks into bench/results.json"
 	@echo "make setup  - Debian packages + .venv (done by the targets above)"
@@ -42,10 +44,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
+# Offline end to end: synthetic corpus -> features -> short training -> integer model -> report.
 demo: setup
 	$(KWS) data synth --out $(SYNTH_DIR) --clips $(SYNTH_CLIPS)
 	$(KWS) data stats --data $(SYNTH_DIR)
-	$(KWS) features --data $(SYNTH_DIR) --config $(CONFIG)
+	$(KWS) features --data $(SYNTH_DIR) --config configs/demo.yaml
+	$(KWS) train --config configs/demo.yaml --name demo --run-dir build/demo/run \
+	  --out build/demo/model --resume
+	$(KWS) eval --model build/demo/model --data $(SYNTH_DIR) --json build/demo/eval.json
+
+# Train the shipped model (configs/default.yaml -> runs/default, models/default).
+# RESUME=1 continues an interrupted run.
+train: setup
+	$(KWS) train --config $(CONFIG) $(if $(RESUME),--resume)
+
+eval: setup
+	$(KWS) eval --model models/default --data $(or $(DATA),../shared/data/speech_commands_dev)
 
 test: setup
 	$(PY) -m pytest
