@@ -11,12 +11,11 @@ import wave
 from pathlib import Path
 
 import numpy as np
-
-from kws.dataset import which_set as split_of_speaker
 import pytest
 import soundfile
 
 from kws import espeak
+from kws.dataset import which_set as split_of_speaker
 from kws.errors import KwsError
 from kws.synth import (BABBLE_SENTENCES, KEYWORDS, OTHER_WORDS, WORDS, synthesize_corpus,
                        word_counts)
