@@ -47,7 +47,7 @@ $(VENV)/.installed: pyproject.toml
 # Offline end to end: synthetic corpus -> features -> short training -> integer model -> report.
 demo: setup
 	$(KWS) data synth --out $(SYNTH_DIR) --clips $(SYNTH_CLIPS)
-	$(KWS) data stats --data $(SYNTH_DIR)
+	$(KWS) data stats --data $(SYNTH_DIR) --config configs/demo.yaml
 	$(KWS) features --data $(SYNTH_DIR) --config configs/demo.yaml
 	$(KWS) train --config configs/demo.yaml --name demo --run-dir build/demo/run \
 	  --out build/demo/model --resume
