@@ -13,7 +13,7 @@ CONFIG     ?= configs/default.yaml
 SYNTH_DIR  ?= data/synth
 SYNTH_CLIPS ?= 7000
 
-.PHONY: setup apt venv demo train eval test bench clean help
+.PHONY: setup apt venv demo train eval firmware flash test bench clean help
 
 help:
 	@echo "make demo   - offline end-to-end run on the synthetic corpus"
@@ -57,6 +57,16 @@ demo: setup
 # RESUME=1 continues an interrupted run.
 train: setup
 	$(KWS) train --config $(CONFIG) $(if $(RESUME),--resume)
+
+# Firmware for a board profile (uno nano nano-old pro-mini-16 pro-mini-8) and upload with avrdude.
+MODEL ?= models/default
+BOARD ?= uno
+firmware: setup
+	$(KWS) build --model $(MODEL) --board $(BOARD)
+
+flash: firmware
+	$(KWS) flash --hex build/fw/kws_sketch-$(BOARD)/kws_sketch.hex --board $(BOARD) \
+	  $(if $(PORT),--port $(PORT))
 
 eval: setup
 	$(KWS) eval --model models/default --data $(or $(DATA),../shared/data/speech_commands_dev)

@@ -122,6 +122,39 @@ def cmd_eval(args):
             json.dump(report, f, indent=1)
 
 
+# --- kws export / build / flash ---------------------------------------------------------------
+
+def _frames(model, clips):
+    from kws.export import clip_frames
+    return clip_frames(model, clips) if clips else None
+
+
+def cmd_export(args):
+    from kws.export import export
+    from kws.modelfile import load_model
+
+    model = load_model(args.model)
+    sketch = export(model, args.out, args.name, frames=_frames(model, args.frames_from),
+                    budget=args.budget)
+    print(f"sketch: {sketch} ({model.int_model.n_bytes()} model bytes, hash {model.hash[:16]})")
+
+
+def cmd_build(args):
+    from kws.export import build
+    from kws.modelfile import load_model
+
+    model = load_model(args.model)
+    fw = build(model, args.board, args.out, args.name, frames=_frames(model, args.frames_from),
+               budget=args.budget)
+    print(f"{fw.hex}: flash {fw.flash} / {fw.flash_max} bytes, ram {fw.ram} / {fw.ram_max} bytes")
+
+
+def cmd_flash(args):
+    from kws.flash import flash
+
+    print("flashed: " + " ".join(flash(args.hex, args.board, args.port)))
+
+
 # --- kws bench -------------------------------------------------------------------------------
 
 def cmd_bench(args):
@@ -178,6 +211,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="also write the report as JSON")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable audio files")
     p.set_defaults(func=cmd_eval)
+
+    for name, func, text in [("export", cmd_export, "write the Arduino sketch folder of a model"),
+                             ("build", cmd_build, "export and compile the firmware (avr-gcc)")]:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--model", required=True, type=Path, help="a models/<name> folder")
+        p.add_argument("--out", type=Path,
+                       default=Path("build/sketch" if name == "export" else "build/fw"))
+        p.add_argument("--name", default="kws_sketch", help="sketch name (default: %(default)s)")
+        p.add_argument("--budget", type=int, default=1024, help="refuse a bigger model (bytes)")
+        p.add_argument("--frames-from", nargs="*", type=Path, default=[],
+                       help="WAV clips for the self-test frames (kept in flash)")
+        if name == "build":
+            p.add_argument("--board", default="uno",
+                           choices=["uno", "nano", "nano-old", "pro-mini-16", "pro-mini-8"])
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("flash", help="upload a built .hex with avrdude")
+    p.add_argument("--hex", required=True, type=Path)
+    p.add_argument("--board", default="uno",
+                   choices=["uno", "nano", "nano-old", "pro-mini-16", "pro-mini-8"])
+    p.add_argument("--port", help="default: the one Arduino found by USB VID/PID")
+    p.set_defaults(func=cmd_flash)
 
     p = sub.add_parser("bench", help="run the benchmarks and write a JSON of results")
     p.add_argument("--out", type=Path, default=Path("bench/results.json"))

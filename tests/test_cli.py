@@ -8,7 +8,7 @@ import pytest
 from kws.cli import build_parser
 
 SUBCOMMANDS = [["data"], ["data", "download"], ["data", "stats"], ["data", "synth"],
-               ["features"], ["bench"]]
+               ["features"], ["train"], ["eval"], ["export"], ["build"], ["flash"], ["bench"]]
 
 
 def run(*args, cwd=None):

@@ -1,0 +1,38 @@
+/*
+ * kws_port.h: where the model's constant arrays live and how the kernel reads them.
+ *
+ * AVR (ATmega328P): the arrays are in flash (PROGMEM) and read with pgm_read_byte (lpm).
+ * Anywhere else (host tests, Cortex-M): ordinary const data, read by plain dereference.
+ * A port may predefine KWS_PROGMEM and KWS_READ_U8 to override both.
+ */
+#ifndef KWS_PORT_H
+#define KWS_PORT_H
+
+#include <stdint.h>
+
+#if defined(__AVR__)
+#include <avr/pgmspace.h>
+#ifndef KWS_PROGMEM
+#define KWS_PROGMEM PROGMEM
+#endif
+#ifndef KWS_READ_U8
+#define KWS_READ_U8(ptr) pgm_read_byte(ptr)
+#endif
+#else
+#ifndef KWS_PROGMEM
+#define KWS_PROGMEM
+#endif
+#ifndef KWS_READ_U8
+#define KWS_READ_U8(ptr) (*(const uint8_t *)(ptr))
+#endif
+#endif
+
+/* Kept by the linker even under -flto -Wl,--gc-sections: the model arrays are counted byte
+ * for byte against the Python byte count (kws.intmodel.IntModel.n_bytes). */
+#if defined(__GNUC__)
+#define KWS_KEEP __attribute__((used))
+#else
+#define KWS_KEEP
+#endif
+
+#endif /* KWS_PORT_H */

@@ -1,0 +1,336 @@
+"""The firmware: the C kernel against the integer reference (host, golden vectors), the
+generated sketch (kws.export), its AVR build (model bytes in the ELF) and the self-test on the
+simulated board (scores bit for bit, cycles per frame, stack)."""
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import serial
+
+from kws.config import FeatureConfig
+from kws.errors import KwsError
+from kws.export import (KERNEL_FILES, check_budget, clip_frames, export, model_header,
+                        model_symbol_sizes, run_selftest)
+from kws.modelfile import load_model, save_model
+from kws.simboard import REPO, SimBoard, ensure_built
+
+KERNEL = REPO / "firmware" / "kws"
+TESTS = REPO / "firmware" / "tests"
+CLIPS = sorted((REPO / "tests" / "fixtures" / "sc_mini").glob("*/*.wav"))
+CFLAGS = ["-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+
+# Cycles per kws_step() of the hidden-24 / rank-6/6 / int8 dense model (912 MACs) on the
+# simulated ATmega328P. The issue's target (20,000) is tracked by `make bench`, not here.
+CYCLES_MAX = 28_000  # a regression bound on a deterministic count; the target lives in make bench
+
+needs_avr = pytest.mark.skipif(shutil.which("avr-gcc") is None, reason="avr-gcc not installed")
+
+
+def _golden():
+    spec = importlib.util.spec_from_file_location("kws_golden", TESTS / "golden.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("kws_golden", mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+golden = _golden()
+
+
+def sanitize_flags():
+    """-fsanitize=undefined where this gcc can link it (catches signed overflow, bad shifts)."""
+    probe = subprocess.run(["gcc", "-fsanitize=undefined", "-x", "c", "-", "-o", "/dev/null"],
+                           input="int main(void){return 0;}", capture_output=True, text=True)
+    return ["-fsanitize=undefined", "-fno-sanitize-recover=all"] if probe.returncode == 0 else []
+
+
+def compile_kernel_test(case_dir, out, cc="gcc", extra=()):
+    cmd = [cc, *CFLAGS, *extra, f"-I{case_dir}", f"-I{KERNEL}", str(TESTS / "test_kernel.c"),
+           str(KERNEL / "kws_model.c"), "-o", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+# --- host: golden vectors --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    root = tmp_path_factory.mktemp("golden")
+    out = []
+    for name, im, x in golden.cases():
+        golden.write_case(root / name, im, x, name)
+        out.append((name, im, x, root / name))
+    return out
+
+
+def test_golden_cases_cover_formats_and_saturation(cases):
+    names = {c[0] for c in cases}
+    assert {"dense8", "dense4", "sparse8", "sparse4", "mixed4", "big8", "big4", "tiny"} <= names
+    by = {c[0]: c for c in cases}
+    fmts = {(im.weight_bits, f) for _, im, _, _ in cases for f in im.formats.values()}
+    assert fmts == {(8, "dense"), (8, "sparse"), (4, "dense"), (4, "sparse")}
+    assert by["sparse8"][1].formats == dict.fromkeys(("W1", "W2", "U1", "U2", "Wc"), "sparse")
+    # the big model: left shifts, and every int16 saturation happens
+    im, x = by["big8"][1], by["big8"][2]
+    assert im.shifts()["tw"] < 0 and golden.saturation(im, x) == {"tw": True, "tu": True, "h": True}
+    assert x.min() == -128 and x.max() == 127
+
+
+def test_kernel_matches_reference_bit_for_bit(cases, tmp_path):
+    san = sanitize_flags()
+    for name, im, x, case_dir in cases:
+        exe = compile_kernel_test(case_dir, tmp_path / f"t_{name}", extra=san)
+        r = subprocess.run([str(exe), str(case_dir / "golden.bin")], capture_output=True,
+                           text=True)
+        assert r.returncode == 0, f"{name}: {r.stdout}{r.stderr}"
+        assert r.stdout.startswith("ok: 3 sequences x 60 frames"), r.stdout
+
+
+def test_kernel_test_catches_a_wrong_value(cases, tmp_path):
+    name, im, x, case_dir = cases[0]
+    bad = tmp_path / "bad.bin"
+    data = bytearray((case_dir / "golden.bin").read_bytes())
+    data[-1] ^= 0x01  # the last score of the last frame
+    bad.write_bytes(bytes(data))
+    exe = compile_kernel_test(case_dir, tmp_path / "t")
+    r = subprocess.run([str(exe), str(bad)], capture_output=True, text=True)
+    assert r.returncode == 1 and "MISMATCH seq 2 frame 59: score[11]" in r.stdout
+
+
+@pytest.mark.skipif(shutil.which("clang") is None, reason="clang not installed")
+def test_kernel_is_portable_c99(cases, tmp_path):
+    """clang too, and a model whose shifts differ from the one kws_params holds is caught."""
+    name, im, x, case_dir = next(c for c in cases if c[0] == "sparse4")
+    exe = compile_kernel_test(case_dir, tmp_path / "t", cc="clang")
+    r = subprocess.run([str(exe), str(case_dir / "golden.bin")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+    hdr = (case_dir / "model_data.h").read_text()
+    other = tmp_path / "other"
+    other.mkdir()
+    shift = f"#define KWS_SHIFT_TU ({im.shifts()['tu']})"
+    assert shift in hdr
+    wrong = f"#define KWS_SHIFT_TU ({im.shifts()['tu'] + 1})"
+    (other / "model_data.h").write_text(hdr.replace(shift, wrong))
+    exe = compile_kernel_test(other, tmp_path / "t2")
+    r = subprocess.run([str(exe), str(case_dir / "golden.bin")], capture_output=True, text=True)
+    assert r.returncode == 1 and "kws_params byte 1 differs" in r.stderr
+
+
+# --- export ----------------------------------------------------------------------------------
+
+def make_model_folder(path, im, name="test", mean=None, std=None):
+    save_model(path, name, im, FeatureConfig(), [f"word{i}" for i in range(im.n_classes)],
+               np.zeros(32) if mean is None else mean, np.ones(32) if std is None else std, 1,
+               {}, {}, {})
+    return path
+
+
+def test_export_writes_an_arduino_sketch_folder(tmp_path):
+    im = golden.random_model(0)
+    folder = make_model_folder(tmp_path / "m", im)
+    model = load_model(folder)
+    frames = np.arange(2 * 3 * 32).reshape(2, 3, 32) % 256 - 128
+    sketch = export(folder, tmp_path / "out", "my_kws", frames=frames)
+    assert sketch == tmp_path / "out" / "my_kws"
+    names = {p.name for p in sketch.iterdir()}
+    assert names == {"my_kws.ino", "model_data.h", "test_frames.h", *KERNEL_FILES}
+    for f in KERNEL_FILES:  # copies of the kernel
+        assert (sketch / f).read_text() == (KERNEL / f).read_text()
+    h = (sketch / "model_data.h").read_text()
+    assert f'#define KWS_MODEL_HASH "{model.hash}"' in h
+    assert f"#define KWS_MODEL_BYTES {im.n_bytes()}" in h
+    assert '#define KWS_CLASS_NAMES { "word0", "word1",' in h
+    assert "#define KWS_FEATURE_HOP_LENGTH 160" in h and "#define KWS_FRAMES_PER_CLIP 98" in h
+    for k, v in im.shifts().items():
+        assert f"#define KWS_SHIFT_{k.upper()} ({v})" in h
+    t = (sketch / "test_frames.h").read_text()
+    assert "#define KWS_TEST_CLIPS 2" in t and "#define KWS_TEST_FRAMES 3" in t
+    assert "    -128, -127, -126," in t
+    # again, under another name: one .ino per folder
+    export(folder, tmp_path / "out", "my_kws")
+    assert "#define KWS_TEST_CLIPS 0" in (sketch / "test_frames.h").read_text()
+
+
+def test_export_refuses_a_model_over_budget(tmp_path):
+    im = golden.random_model(0)  # 983 bytes
+    folder = make_model_folder(tmp_path / "m", im)
+    with pytest.raises(KwsError, match="983 bytes, over the budget of 900 by 83 bytes"):
+        export(folder, tmp_path / "out", budget=900)
+    check_budget(im, 983)
+    check_budget(im, None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_refuses_bad_input(tmp_path):
+    folder = make_model_folder(tmp_path / "m", golden.random_model(0))
+    with pytest.raises(KwsError, match="bad sketch name"):
+        export(folder, tmp_path / "out", "my sketch")
+    with pytest.raises(KwsError, match=r"test frames must be \[clips, frames, 32\]"):
+        export(folder, tmp_path / "out", frames=np.zeros((2, 3, 31)))
+    with pytest.raises(KwsError, match="int8"):
+        export(folder, tmp_path / "out", frames=np.full((1, 3, 32), 200))
+    with pytest.raises(KwsError, match="no model at"):
+        export(tmp_path / "nope", tmp_path / "out")
+
+
+def test_empty_sparse_matrix_is_not_an_empty_c_array():
+    im = golden.random_model(0, density={"W1": 0.3})
+    im.arrays["W1"][:] = 0
+    im.formats["W1"] = "sparse"
+    assert im.storage()["W1"] == 0
+    h = model_header(im)
+    assert "#define kws_W1 kws_params" in h and "kws_W1[" not in h
+
+
+# --- AVR: build, bytes, the simulated board --------------------------------------------------
+
+def clip_model(tmp_path, im, name="clips"):
+    """A model folder whose normalisation is the fixture clips' own, and 3 clips' frames."""
+    from kws.audio import load_audio
+    from kws.features import log_mel
+
+    feats = np.stack([log_mel(load_audio(p)) for p in CLIPS])
+    mean, std = feats.reshape(-1, 32).mean(0), feats.reshape(-1, 32).std(0) + 1e-3
+    folder = make_model_folder(tmp_path / name, im, name, mean, std)
+    model = load_model(folder)
+    return model, clip_frames(model, CLIPS[:3])
+
+
+def build_and_run(model, frames, build, board="uno", cppflags=None):
+    sketch = export(model, build / "src", frames=frames)
+    if cppflags:  # avr.mk's EXTRA_CPPFLAGS, for the C-path build
+        fw = ensure_built(sketch, build / "b", board=board)  # sim bridge + sizes
+        r = subprocess.run(["make", "-s", "-f", str(REPO / "firmware" / "avr.mk"),
+                            f"SKETCH={sketch}", f"BUILD={build / 'b'}", f"BOARD={board}",
+                            f"EXTRA_CPPFLAGS={cppflags}", "all"],
+                           cwd=REPO, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    else:
+        fw = ensure_built(sketch, build / "b", board=board)
+    im = model.int_model
+    with SimBoard(fw.elf, freq=fw.f_cpu) as board_:
+        with serial.Serial(board_.port, fw.baud, timeout=20) as port:
+            result = run_selftest(port, frames.shape[0], frames.shape[1], im.n_classes, board_)
+        board_.check()
+    return fw, result
+
+
+@pytest.fixture(scope="module")
+def dense_run(tmp_path_factory):
+    """The reference model: hidden 24, ranks 6/6, int8, dense; 3 real clips + extremes."""
+    tmp = tmp_path_factory.mktemp("avr-dense")
+    model, frames = clip_model(tmp, golden.random_model(0))
+    extremes = golden.inputs(9, 32, n_seq=1, n_frames=frames.shape[1])
+    frames = np.concatenate([frames, extremes])
+    fw, result = build_and_run(model, frames, tmp)
+    return model, frames, fw, result
+
+
+@needs_avr
+def test_elf_model_symbols_are_exactly_the_python_byte_count(dense_run):
+    model, _, fw, _ = dense_run
+    im = model.int_model
+    sizes = model_symbol_sizes(fw.elf)
+    assert sizes == {f"kws_{k}": v for k, v in im.storage().items() if v}
+    assert sum(sizes.values()) == im.n_bytes() == 983
+
+
+@needs_avr
+def test_board_scores_equal_the_reference_bit_for_bit(dense_run):
+    model, frames, fw, result = dense_run
+    assert frames.shape == (4, 98, 32) and (frames == -128).any() and (frames == 127).any()
+    np.testing.assert_array_equal(result.scores, model.int_model.run(frames))
+    assert result.params_check == 0
+    assert result.info.startswith(f"kws-selftest clips {model.hash} bytes=983 macs=912 clips=4")
+
+
+@needs_avr
+def test_cycles_per_frame_and_memory(dense_run):
+    model, frames, fw, result = dense_run
+    c = result.cycle_stats()
+    macs = 912  # executed: the matrices are dense (model.int_model.macs_per_frame() non-zeros)
+    print(f"\nuno, h24 r6/6 int8 dense ({macs} MACs): cycles/frame min {c['min']} median "
+          f"{c['median']:.0f} max {c['max']} ({c['median'] / macs:.1f}/MAC); flash {fw.flash} B, "
+          f"static RAM {fw.ram} B, peak stack {result.stack_peak} B")
+    assert len(result.cycles) == frames.shape[0] * frames.shape[1]
+    assert c["max"] <= CYCLES_MAX
+    assert c["max"] - c["min"] < 0.02 * c["max"]  # data-dependent branches only
+    assert fw.ram + result.stack_peak <= 1024
+    assert fw.flash - frames.size < 8 * 1024  # the test frames are in flash too
+
+
+@needs_avr
+def test_assembly_and_c_paths_agree(dense_run, tmp_path):
+    """The same firmware with -DKWS_NO_ASM (the portable C loops) gives the same scores."""
+    model, frames, _, fast = dense_run
+    _, slow = build_and_run(model, frames[:2, :30], tmp_path, cppflags="-DKWS_NO_ASM")
+    np.testing.assert_array_equal(slow.scores, fast.scores[:2, :30])
+    assert np.median(slow.cycles) > 1.5 * np.median(fast.cycles)
+
+
+@needs_avr
+def test_sparse_int4_and_saturating_models_on_the_board(tmp_path):
+    by = {name: (im, x) for name, im, x in golden.cases() if not name.startswith("shipped")}
+    for name in ("sparse4", "big8"):
+        im, x = by[name]
+        folder = make_model_folder(tmp_path / name, im, name)
+        model = load_model(folder)
+        _, result = build_and_run(model, x[:2, :40], tmp_path / f"b-{name}")
+        np.testing.assert_array_equal(result.scores, im.run(x[:2, :40]), err_msg=name)
+
+
+@needs_avr
+def test_pro_mini_8mhz_build_runs(dense_run, tmp_path):
+    model, frames, uno_fw, uno = dense_run
+    fw, result = build_and_run(model, frames[:1, :20], tmp_path, board="pro-mini-8")
+    assert (fw.f_cpu, fw.baud) == (8_000_000, 57600)
+    np.testing.assert_array_equal(result.scores, uno.scores[:1, :20])
+    assert result.cycles == uno.cycles[:20]  # same code, same cycles; half the clock
+
+
+# --- make flash --------------------------------------------------------------------------------
+
+class FakePort:
+    def __init__(self, device, vid=None, pid=None, description="n/a"):
+        self.device, self.vid, self.pid, self.description = device, vid, pid, description
+
+
+def test_avrdude_command_per_board(tmp_path):
+    from kws.flash import avrdude_command
+
+    cmd = avrdude_command("fw.hex", "/dev/ttyACM0", "uno")
+    assert cmd == ["avrdude", "-C", "/etc/avrdude.conf", "-p", "atmega328p", "-c", "arduino",
+                   "-P", "/dev/ttyACM0", "-b", "115200", "-D", "-U", "flash:w:fw.hex:i"]
+    for board, baud in [("nano", "115200"), ("nano-old", "57600"), ("pro-mini-16", "57600"),
+                        ("pro-mini-8", "57600")]:
+        assert avrdude_command("x.hex", "P", board)[10] == baud
+
+
+def test_find_port_by_usb_ids():
+    from kws.flash import find_port
+
+    uno = FakePort("/dev/ttyACM0", 0x2341, 0x0043, "Arduino Uno")
+    clone = FakePort("/dev/ttyUSB0", 0x1A86, 0x7523, "USB2.0-Serial")
+    other = FakePort("/dev/ttyS0")
+    assert find_port([other, uno]) == "/dev/ttyACM0"
+    assert find_port([clone]) == "/dev/ttyUSB0"
+    with pytest.raises(KwsError, match="no Arduino found.*ttyS0.*PORT=.*BOARD=sim"):
+        find_port([other])
+    with pytest.raises(KwsError, match="several boards found.*ttyACM0.*ttyUSB0"):
+        find_port([uno, clone])
+
+
+def test_flash_dry_run_and_missing_hex(tmp_path):
+    from kws.flash import flash
+
+    hexfile = tmp_path / "a.hex"
+    hexfile.write_text(":00000001FF\n")
+    assert flash(hexfile, "nano-old", port="/dev/ttyUSB3", dry_run=True)[7:11] == \
+        ["-P", "/dev/ttyUSB3", "-b", "57600"]
+    with pytest.raises(KwsError, match="build the firmware first"):
+        flash(tmp_path / "none.hex", port="/dev/ttyUSB3")
