@@ -154,8 +154,8 @@ def pack_values(values: np.ndarray, bits: int) -> np.ndarray:
         return v.astype(np.int8).view(np.uint8)
     nib = (v & 0xF).astype(np.uint8)
     if len(nib) % 2:
-        nib = np.append(nib, 0)
-    return nib[0::2] | (nib[1::2] << 4)
+        nib = np.concatenate([nib, np.zeros(1, np.uint8)])
+    return (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8)
 
 
 def best_format(w: np.ndarray, bits: int) -> str:

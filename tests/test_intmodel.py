@@ -6,7 +6,7 @@ import torch
 
 from kws.arith import rshift_round
 from kws.errors import KwsError
-from kws.intmodel import IntModel, from_torch, quantize_features
+from kws.intmodel import IntModel, from_torch, pack_values, quantize_features
 from kws.model import FastGRNN
 
 
@@ -84,6 +84,10 @@ def test_byte_count_by_hand():
     arrays = {k: np.clip(v, -7, 7) for k, v in arrays.items()}
     im = IntModel(5, 4, 2, 3, 3, 5, 4, arrays, dict.fromkeys(shapes, 6), 9000, 300)
     assert im.storage()["W2"] == 4 and im.storage()["bz"] == 4
+    # an odd count of int4 values packs into bytes, low nibble first, the last one padded
+    packed = pack_values(np.array([1, -2, 3]), 4)
+    assert packed.dtype == np.uint8 and list(packed) == [0xE1, 0x03]
+    assert all(a.dtype == np.uint8 for a in im.firmware_arrays().values())
 
 
 def test_bad_integer_models_are_refused():
