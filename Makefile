@@ -53,9 +53,10 @@ demo: setup
 	  --out build/demo/model --resume
 	$(KWS) eval --model build/demo/model --data $(SYNTH_DIR) --json build/demo/eval.json
 
-# Train the shipped model (configs/default.yaml -> runs/default, models/default).
-# RESUME=1 continues an interrupted run.
+# Train the shipped model: first its float teacher (runs/teacher; kept and reused once done),
+# then configs/default.yaml -> runs/default, models/default. RESUME=1 continues a run.
 train: setup
+	$(KWS) train --config configs/teacher.yaml --resume
 	$(KWS) train --config $(CONFIG) $(if $(RESUME),--resume)
 
 # Firmware for a board profile (uno nano nano-old pro-mini-16 pro-mini-8) and upload with avrdude.

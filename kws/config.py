@@ -122,6 +122,8 @@ class TrainConfig:
     gain_db: tuple[float, float] = (-10.0, 10.0)
     spec_mask_bins: int = 0        # SpecAugment: one frequency mask up to this wide
     spec_mask_frames: int = 0      # and one time mask up to this long
+    smooth_float: bool = False     # float phases use sigmoid/tanh; quant uses quantSigm/Tanh
+    init_from: str = ""            # a run folder whose best model starts this one (fine-tuning)
     teacher: str = ""              # a run folder of a float teacher for distillation
     distill_weight: float = 0.0
     distill_temperature: float = 2.0

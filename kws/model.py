@@ -92,6 +92,7 @@ class FastGRNN(nn.Module):
         for name in FACTORS:
             self.register_buffer(f"mask_{name}", torch.ones_like(getattr(self, name)))
         self.exponents: dict[str, int] | None = None  # frozen for the last QAT epochs
+        self.smooth = False  # float mode with sigmoid/tanh instead of quantSigm/quantTanh
 
     # sparsity ----------------------------------------------------------------------------------
     def masked(self, name: str) -> torch.Tensor:
@@ -141,7 +142,10 @@ class FastGRNN(nn.Module):
         hs = []
         for t in range(x.shape[1]):
             pre = wx[:, t] + h @ U.T
-            z, c = quant_sigm(pre + self.bz), quant_tanh(pre + self.bc)
+            if self.smooth:
+                z, c = torch.sigmoid(pre + self.bz), torch.tanh(pre + self.bc)
+            else:
+                z, c = quant_sigm(pre + self.bz), quant_tanh(pre + self.bc)
             h = z * h + (zeta * (1 - z) + nu) * c
             hs.append(h)
         return torch.stack(hs, 1) @ self.Wc.T + self.bcls

@@ -194,6 +194,8 @@ class Trainer:
                                     weight_decay=config.train.weight_decay)
         self.augment = Augmenter(data, config)
         self.teacher = load_teacher(config) if config.train.distill_weight > 0 else None
+        if config.train.init_from:
+            self.model.load_state_dict(load_run_model(config.train.init_from, "train.init_from"))
         self.epoch, self.best, self.history = 0, None, []
 
     # checkpoints --------------------------------------------------------------------------------
@@ -234,6 +236,8 @@ class Trainer:
         phase = phase_of(self.epoch, cfg)
         start_of = {p: sum(1 for e in range(self.epoch) if phase_of(e, cfg) == p) for p in PHASES}
         quant = phase == "quant"
+        if hasattr(model, "smooth"):
+            model.smooth = cfg.train.smooth_float and not quant
         if quant and start_of["quant"] == cfg.train.epochs_quant // 2:
             model.freeze_exponents()
         rng = np.random.default_rng([cfg.train.seed, self.epoch])
@@ -283,8 +287,9 @@ class Trainer:
 
     def fit(self, progress=print):
         cfg = self.config
-        selector = "val_int" if cfg.model.arch == "fastgrnn" else "val_float"
-        select_phase = "quant" if cfg.model.arch == "fastgrnn" else "dense"
+        # choose among the epochs of the last phase: the model that will be shipped as is
+        select_phase = phase_of(total_epochs(cfg) - 1, cfg)
+        selector = "val_int" if select_phase == "quant" else "val_float"
         try:
             while self.epoch < total_epochs(cfg):
                 t0 = time.perf_counter()
@@ -339,18 +344,22 @@ class Trainer:
         plt.close(fig)
 
 
+def load_run_model(folder: str, key: str) -> dict:
+    """The best model's state of a finished run folder."""
+    path = Path(folder) / "best.pt"
+    if not path.exists():
+        raise KwsError(f"{key}: no finished run at {folder} (train it first)")
+    return torch.load(path, weights_only=False)["model"]
+
+
 def load_teacher(config: Config):
-    """A float GRU teacher from a finished run folder (`train.teacher`)."""
+    """A float teacher from a finished run folder (`train.teacher`)."""
     from kws.config import load_config
 
-    folder = Path(config.train.teacher)
-    if not (folder / "best.pt").exists():
-        raise KwsError(f"train.teacher: no trained teacher at {folder} (train it first)")
-    tconf = load_config(folder / "config.yaml")
+    tconf = load_config(Path(config.train.teacher) / "config.yaml")
     teacher = build_model(tconf, len(TASKS[config.data.task].classes))
-    teacher.load_state_dict(torch.load(folder / "best.pt", weights_only=False)["model"])
-    teacher.eval()
-    return teacher
+    teacher.load_state_dict(load_run_model(config.train.teacher, "train.teacher"))
+    return teacher.eval()
 
 
 def train(config: Config, run_dir: Path, resume: bool = False, progress=print) -> dict:
