@@ -39,7 +39,6 @@ venv: $(VENV)/.installed
 # torch first and pinned: the CPU wheel. An unpinned torch pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
