@@ -13,7 +13,7 @@ CONFIG     ?= configs/default.yaml
 SYNTH_DIR  ?= data/synth
 SYNTH_CLIPS ?= 7000
 
-.PHONY: setup apt venv demo train eval firmware flash test bench clean help
+.PHONY: setup apt venv demo train levers eval firmware flash test bench clean help
 
 help:
 	@echo "make demo   - offline end-to-end run on the synthetic corpus"
@@ -57,6 +57,12 @@ demo: setup
 train: setup
 	$(KWS) train --config configs/teacher.yaml --resume
 	$(KWS) train --config $(CONFIG) $(if $(RESUME),--resume)
+
+# The lever table and the accuracy-vs-bytes curve (about an hour on 2 cores; resumable).
+levers: setup
+	$(KWS) train --config configs/teacher.yaml --resume
+	$(KWS) train --config configs/teacher10.yaml --resume
+	$(KWS) sweep configs/levers/*.yaml --out runs/levers
 
 # Firmware for a board profile (uno nano nano-old pro-mini-16 pro-mini-8) and upload with avrdude.
 MODEL ?= models/default

@@ -122,6 +122,14 @@ def cmd_eval(args):
             json.dump(report, f, indent=1)
 
 
+def cmd_sweep(args):
+    from kws.sweep import run_sweep
+
+    rows = run_sweep(args.configs, args.out)
+    print((args.out / "table.md").read_text())
+    print(f"{len(rows)} configs; picture: {args.out / 'tradeoff.png'}")
+
+
 # --- kws export / build / flash ---------------------------------------------------------------
 
 def _frames(model, clips):
@@ -211,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="also write the report as JSON")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable audio files")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("sweep", help="train several configs; table and accuracy-vs-bytes plot")
+    p.add_argument("configs", nargs="+", type=Path, help="FastGRNN config files")
+    p.add_argument("--out", type=Path, default=Path("runs/sweep"), help="default: %(default)s")
+    p.set_defaults(func=cmd_sweep)
 
     for name, func, text in [("export", cmd_export, "write the Arduino sketch folder of a model"),
                              ("build", cmd_build, "export and compile the firmware (avr-gcc)")]:
