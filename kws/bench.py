@@ -42,6 +42,8 @@ def bench_features(data: Path, n_clips: int, cfg: FeatureConfig = FeatureConfig(
     clips = load_dataset(data).clips
     step = max(1, len(clips) // n_clips)
     audio, _, _ = load_clip_audio(clips[::step][:n_clips], cfg, skip_bad=True, progress=False)
+    import torch
+    torch.set_num_threads(1)  # one core each, as the librosa loop: a fair, quieter comparison
     log_mel_batch(audio[:8], cfg)  # warm-up: first torch call allocates
 
     start = time.perf_counter()
