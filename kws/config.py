@@ -95,9 +95,9 @@ class ModelConfig:
         if self.weight_bits not in (4, 8):
             raise KwsError("model.weight_bits must be 4 or 8")
         for k, v in self.density.items():
-            if k not in ("W1", "W2", "U1", "U2") or not isinstance(v, (int, float)) \
+            if k not in ("W1", "W2", "U1", "U2", "Wc") or not isinstance(v, (int, float)) \
                     or not 0 < v <= 1:
-                raise KwsError(f"model.density.{k}: factors are W1 W2 U1 U2, values in (0, 1]")
+                raise KwsError(f"model.density.{k}: factors are W1 W2 U1 U2 Wc, values in (0, 1]")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ def float_model(shipped: ShippedModel):
     a = shipped.doc["model"]
     m = FastGRNN(a["n_in"], a["hidden"], a["rank_w"], a["rank_u"], a["n_classes"],
                  weight_bits=a["weight_bits"], qx=a["qx"])
-    m.load_state_dict({k: torch.from_numpy(v) for k, v in shipped.float_weights().items()})
+    m.load_float_weights({k: torch.from_numpy(v) for k, v in shipped.float_weights().items()})
     return m.eval()
 
 

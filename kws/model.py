@@ -25,7 +25,7 @@ from torch import nn
 
 from kws.arith import INT8, INT16, ONE, QA, QH, weight_exponent
 
-FACTORS = ("W1", "W2", "U1", "U2")
+FACTORS = ("W1", "W2", "U1", "U2", "Wc")  # the matrices that can be sparsified
 WEIGHT_BITS_RANGE = {8: 127, 4: 7}
 
 
@@ -148,15 +148,20 @@ class FastGRNN(nn.Module):
                 z, c = quant_sigm(pre + self.bz), quant_tanh(pre + self.bc)
             h = z * h + (zeta * (1 - z) + nu) * c
             hs.append(h)
-        return torch.stack(hs, 1) @ self.Wc.T + self.bcls
+        return torch.stack(hs, 1) @ self.masked("Wc").T + self.bcls
+
+    def load_float_weights(self, state: dict):
+        """Load a state dict; masks it lacks (older models) are all ones, as they were."""
+        missing = self.load_state_dict(state, strict=False).missing_keys
+        if any(not k.startswith("mask_") for k in missing):
+            raise KeyError(f"missing weights {missing}")
 
     def integer_weights(self) -> dict[str, tuple[torch.Tensor, int]]:
         """Every stored array as (integer-valued float64 tensor with STE, exponent)."""
         frozen = self.exponents or {}
         out = {}
-        for name in FACTORS + ("Wc",):
-            w = self.masked(name) if name in FACTORS else self.Wc
-            out[name] = quantize_weight(w, self.weight_bits, frozen.get(name))
+        for name in FACTORS:
+            out[name] = quantize_weight(self.masked(name), self.weight_bits, frozen.get(name))
         for name in ("bz", "bc", "bcls"):  # biases are int8 whatever the weight width
             out[name] = quantize_weight(getattr(self, name), 8, frozen.get(name))
         for name in ("zeta", "nu"):        # sigmoid(.) in Q14

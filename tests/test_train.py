@@ -32,7 +32,7 @@ def test_low_rank_shapes():
 def test_nnz_equals_target_after_every_step(sc_mini, tmp_path, monkeypatch):
     config = tiny_config(sc_mini)
     trainer = Trainer(config, tmp_path, TrainingData(config, sc_mini, tmp_path / "cache"))
-    target = {n: round(config.model.density[n] * getattr(trainer.model, n).numel())
+    target = {n: round(config.model.density.get(n, 1.0) * getattr(trainer.model, n).numel())
               for n in FACTORS}
     seen = []
     step = trainer.opt.step
