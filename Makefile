@@ -62,6 +62,8 @@ train: setup
 levers: setup
 	$(KWS) train --config configs/teacher.yaml --resume
 	$(KWS) train --config configs/teacher10.yaml --resume
+	$(KWS) data synth --out $(SYNTH_DIR) --clips $(SYNTH_CLIPS)
+	$(KWS) train --config configs/synth_pretrain.yaml --resume
 	$(KWS) sweep configs/levers/*.yaml --out runs/levers
 
 # Firmware for a board profile (uno nano nano-old pro-mini-16 pro-mini-8) and upload with avrdude.
