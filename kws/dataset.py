@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,6 +280,3 @@ def speakers_by_split(clips: list[Clip]) -> dict[str, set[str]]:
         out[c.split].add(c.speaker)
     return dict(out)
 
-
-def class_counts(dataset: Dataset, split: str) -> Counter:
-    return Counter(dataset.task.classes[dataset.task.label(c.word)] for c in dataset.split(split))

@@ -1,20 +1,23 @@
 """The firmware: the C kernel against the integer reference (host, golden vectors), the
-generated sketch (kws.export), its AVR build (model bytes in the ELF) and the self-test on the
-simulated board (scores bit for bit, cycles per frame, stack)."""
+generated sketch (kws.export), its AVR build (model bytes in the ELF) and the protocol
+firmware on the simulated board (scores bit for bit over the serial protocol, cycles per
+frame from Timer1 against the simulator's GPIOR0 stamps, stack)."""
 
 import importlib.util
 import shutil
 import subprocess
 import sys
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
-import serial
 
+from kws.board import Board
 from kws.config import FeatureConfig
 from kws.errors import KwsError
-from kws.export import (KERNEL_FILES, check_budget, clip_frames, export, model_header,
-                        model_symbol_sizes, run_selftest)
+from kws.export import (KERNEL_FILES, PROTO_FILES, check_budget, clip_frames, export,
+                        hash_bytes, model_header, model_symbol_sizes)
 from kws.modelfile import load_model, save_model
 from kws.simboard import REPO, SimBoard, ensure_built
 
@@ -134,26 +137,29 @@ def test_export_writes_an_arduino_sketch_folder(tmp_path):
     im = golden.random_model(0)
     folder = make_model_folder(tmp_path / "m", im)
     model = load_model(folder)
-    frames = np.arange(2 * 3 * 32).reshape(2, 3, 32) % 256 - 128
-    sketch = export(folder, tmp_path / "out", "my_kws", frames=frames)
+    sketch = export(folder, tmp_path / "out", "my_kws", baud=1_000_000)
     assert sketch == tmp_path / "out" / "my_kws"
     names = {p.name for p in sketch.iterdir()}
-    assert names == {"my_kws.ino", "model_data.h", "test_frames.h", *KERNEL_FILES}
-    for f in KERNEL_FILES:  # copies of the kernel
+    assert names == {"my_kws.ino", "model_data.h", "kws_config.h", *KERNEL_FILES, *PROTO_FILES}
+    for f in KERNEL_FILES:  # copies of the kernel and of the protocol
         assert (sketch / f).read_text() == (KERNEL / f).read_text()
+    for f in PROTO_FILES:
+        assert (sketch / f).read_text() == (REPO / "firmware" / "protocol" / f).read_text()
     h = (sketch / "model_data.h").read_text()
     assert f'#define KWS_MODEL_HASH "{model.hash}"' in h
+    raw = bytes.fromhex(model.hash[:32])
+    assert "#define KWS_MODEL_HASH_BYTES { " + ", ".join(f"0x{b:02x}" for b in raw) + " }" in h
     assert f"#define KWS_MODEL_BYTES {im.n_bytes()}" in h
     assert '#define KWS_CLASS_NAMES { "word0", "word1",' in h
     assert "#define KWS_FEATURE_HOP_LENGTH 160" in h and "#define KWS_FRAMES_PER_CLIP 98" in h
     for k, v in im.shifts().items():
         assert f"#define KWS_SHIFT_{k.upper()} ({v})" in h
-    t = (sketch / "test_frames.h").read_text()
-    assert "#define KWS_TEST_CLIPS 2" in t and "#define KWS_TEST_FRAMES 3" in t
-    assert "    -128, -127, -126," in t
-    # again, under another name: one .ino per folder
+    c = (sketch / "kws_config.h").read_text()
+    assert "#define KWS_CONFIG_BAUD 1000000UL" in c and "#define KWS_PROTO_MAX_FRAMES 1" in c
+    # again, under another name, at the board profile's baud: one .ino per folder
     export(folder, tmp_path / "out", "my_kws")
-    assert "#define KWS_TEST_CLIPS 0" in (sketch / "test_frames.h").read_text()
+    assert "KWS_CONFIG_BAUD" not in (sketch / "kws_config.h").read_text()
+    assert hash_bytes("golden") == bytes(16)
 
 
 def test_export_refuses_a_model_over_budget(tmp_path):
@@ -170,10 +176,12 @@ def test_export_refuses_bad_input(tmp_path):
     folder = make_model_folder(tmp_path / "m", golden.random_model(0))
     with pytest.raises(KwsError, match="bad sketch name"):
         export(folder, tmp_path / "out", "my sketch")
-    with pytest.raises(KwsError, match=r"test frames must be \[clips, frames, 32\]"):
-        export(folder, tmp_path / "out", frames=np.zeros((2, 3, 31)))
-    with pytest.raises(KwsError, match="int8"):
-        export(folder, tmp_path / "out", frames=np.full((1, 3, 32), 200))
+    with pytest.raises(KwsError, match="test frames in flash are gone.*kws verify"):
+        export(folder, tmp_path / "out", frames=np.zeros((2, 3, 32)))
+    with pytest.raises(KwsError, match="baud 12: expected 300"):
+        export(folder, tmp_path / "out", baud=12)
+    with pytest.raises(KwsError, match="frames per request 0"):
+        export(folder, tmp_path / "out", max_frames=0)
     with pytest.raises(KwsError, match="no model at"):
         export(tmp_path / "nope", tmp_path / "out")
 
@@ -201,8 +209,48 @@ def clip_model(tmp_path, im, name="clips"):
     return model, clip_frames(model, CLIPS[:3])
 
 
+@dataclass
+class Run:
+    """What the protocol firmware returned for frames [clips, frames, n_in] (each clip after
+    a RESET): scores, Timer1 cycles per frame (INFER replies), the simulator's GPIOR0 stamp
+    differences around the same kws_step() calls, IDENTIFY and the final STATS."""
+
+    scores: np.ndarray
+    cycles: list
+    gpior_cycles: list
+    identity: object
+    stats: object
+
+    def cycle_stats(self) -> dict:
+        c = np.asarray(self.cycles)
+        return {"min": int(c.min()), "median": float(np.median(c)), "max": int(c.max())}
+
+
+def stream(fw, frames, n_classes) -> Run:
+    """Frames through the protocol firmware on a simulated board, one INFER per frame."""
+    scores = np.zeros((*frames.shape[:2], n_classes), np.int64)
+    cycles = []
+    with SimBoard(fw.elf, freq=fw.f_cpu) as sim:
+        with Board(sim.port, fw.baud, timeout=10) as board:
+            board.open()
+            for c in range(frames.shape[0]):
+                board.reset()
+                for t in range(frames.shape[1]):
+                    r = board.infer(frames[c, t])
+                    scores[c, t] = r.scores[0]
+                    cycles.append(int(r.cycles[0]))
+            stats = board.stats()
+        sim.check()
+        ready = sim.stamps("GPIOR1")[0].cycle   # the boot-time calibration stamps come first
+        st = [s for s in sim.stamps("GPIOR0") if s.cycle > ready]
+    # stamped at the start of each `out`: the difference includes that one cycle
+    gpior = [b.cycle - a.cycle - 1 for a, b in zip(st[::2], st[1::2])
+             if (a.value, b.value) == (1, 2)]
+    return Run(scores, cycles, gpior, board.identity, stats)
+
+
 def build_and_run(model, frames, build, board="uno", cppflags=None):
-    sketch = export(model, build / "src", frames=frames)
+    sketch = export(model, build / "src")
     if cppflags:  # avr.mk's EXTRA_CPPFLAGS, for the C-path build
         fw = ensure_built(sketch, build / "b", board=board)  # sim bridge + sizes
         r = subprocess.run(["make", "-s", "-f", str(REPO / "firmware" / "avr.mk"),
@@ -212,12 +260,7 @@ def build_and_run(model, frames, build, board="uno", cppflags=None):
         assert r.returncode == 0, r.stderr
     else:
         fw = ensure_built(sketch, build / "b", board=board)
-    im = model.int_model
-    with SimBoard(fw.elf, freq=fw.f_cpu) as board_:
-        with serial.Serial(board_.port, fw.baud, timeout=20) as port:
-            result = run_selftest(port, frames.shape[0], frames.shape[1], im.n_classes, board_)
-        board_.check()
-    return fw, result
+    return fw, stream(fw, frames, model.int_model.n_classes)
 
 
 @pytest.fixture(scope="module")
@@ -245,8 +288,13 @@ def test_board_scores_equal_the_reference_bit_for_bit(dense_run):
     model, frames, fw, result = dense_run
     assert frames.shape == (4, 98, 32) and (frames == -128).any() and (frames == 127).any()
     np.testing.assert_array_equal(result.scores, model.int_model.run(frames))
-    assert result.params_check == 0
-    assert result.info.startswith(f"kws-selftest clips {model.hash} bytes=983 macs=912 clips=4")
+    ident = result.identity
+    assert ident.params_check == 0 and ident.matches(model.hash)
+    assert (ident.model_bytes, ident.n_in, ident.hidden, ident.n_classes) == (983, 32, 24, 12)
+    assert (ident.f_cpu, ident.baud) == (fw.f_cpu, fw.baud) == (16_000_000, 115200)
+    assert ident.classes == model.classes
+    assert result.stats.inferences == frames.shape[0] * frames.shape[1]
+    assert result.stats.crc_errors == result.stats.bad_frames == result.stats.duplicates == 0
 
 
 @needs_avr
@@ -254,14 +302,21 @@ def test_cycles_per_frame_and_memory(dense_run):
     model, frames, fw, result = dense_run
     c = result.cycle_stats()
     macs = 912  # executed: the matrices are dense (model.int_model.macs_per_frame() non-zeros)
+    stack = result.stats.stack_peak
     print(f"\nuno, h24 r6/6 int8 dense ({macs} MACs): cycles/frame min {c['min']} median "
           f"{c['median']:.0f} max {c['max']} ({c['median'] / macs:.1f}/MAC); flash {fw.flash} B, "
-          f"static RAM {fw.ram} B, peak stack {result.stack_peak} B")
+          f"static RAM {fw.ram} B, peak stack {stack} B")
     assert len(result.cycles) == frames.shape[0] * frames.shape[1]
     assert c["max"] <= CYCLES_MAX
     assert c["max"] - c["min"] < 0.02 * c["max"]  # data-dependent branches only
-    assert fw.ram + result.stack_peak <= 1024
-    assert fw.flash - frames.size < 8 * 1024  # the test frames are in flash too
+    # Timer1 (device-side, what INFER and STATS report) against the simulator's stamps: the
+    # same calls, a constant offset (the instructions of the measurement itself)
+    assert len(result.gpior_cycles) == len(result.cycles)
+    offset = set(np.array(result.gpior_cycles) - np.array(result.cycles))
+    assert len(offset) == 1 and 0 < offset.pop() < 40
+    assert result.stats.last_cycles == result.cycles[-1]
+    assert 0 < stack and fw.ram + stack <= 1024
+    assert fw.flash < 12 * 1024  # kernel, protocol, Arduino core (Serial)
 
 
 @needs_avr
@@ -289,6 +344,7 @@ def test_pro_mini_8mhz_build_runs(dense_run, tmp_path):
     model, frames, uno_fw, uno = dense_run
     fw, result = build_and_run(model, frames[:1, :20], tmp_path, board="pro-mini-8")
     assert (fw.f_cpu, fw.baud) == (8_000_000, 57600)
+    assert (result.identity.f_cpu, result.identity.baud) == (8_000_000, 57600)
     np.testing.assert_array_equal(result.scores, uno.scores[:1, :20])
     assert result.cycles == uno.cycles[:20]  # same code, same cycles; half the clock
 
