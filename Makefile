@@ -13,7 +13,7 @@ CONFIG     ?= configs/default.yaml
 SYNTH_DIR  ?= data/synth
 SYNTH_CLIPS ?= 7000
 
-.PHONY: setup apt venv demo train levers eval firmware flash test bench clean help
+.PHONY: setup apt venv demo train levers eval firmware flash verify test bench clean help
 
 help:
 	@echo "make demo   - offline end-to-end run on the synthetic corpus"
@@ -51,6 +51,9 @@ demo: setup
 	$(KWS) train --config configs/demo.yaml --name demo --run-dir build/demo/run \
 	  --out build/demo/model --resume
 	$(KWS) eval --model build/demo/model --data $(SYNTH_DIR) --json build/demo/eval.json
+	$(KWS) build --model build/demo/model --out build/demo/fw
+	$(KWS) verify --model build/demo/model --data $(SYNTH_DIR) --board sim --boards 2 \
+	  --max-clips 300 --json build/demo/verify.json
 
 # Train the shipped model: first its float teacher (runs/teacher; kept and reused once done),
 # then configs/default.yaml -> runs/default, models/default. RESUME=1 continues a run.
@@ -75,6 +78,11 @@ firmware: setup
 flash: firmware
 	$(KWS) flash --hex build/fw/kws_sketch-$(BOARD)/kws_sketch.hex --board $(BOARD) \
 	  $(if $(PORT),--port $(PORT))
+
+# Every held-out frame through a board (PORT=... for a real one, else two simulated boards).
+verify: setup
+	$(KWS) verify --model $(MODEL) --data $(or $(DATA),../shared/data/speech_commands_dev) \
+	  --board $(or $(PORT),sim) --boards $(if $(PORT),1,2) --json build/verify.json
 
 eval: setup
 	$(KWS) eval --model models/default --data $(or $(DATA),../shared/data/speech_commands_dev)

@@ -132,18 +132,12 @@ def cmd_sweep(args):
 
 # --- kws export / build / flash ---------------------------------------------------------------
 
-def _frames(model, clips):
-    from kws.export import clip_frames
-    return clip_frames(model, clips) if clips else None
-
-
 def cmd_export(args):
     from kws.export import export
     from kws.modelfile import load_model
 
     model = load_model(args.model)
-    sketch = export(model, args.out, args.name, frames=_frames(model, args.frames_from),
-                    budget=args.budget)
+    sketch = export(model, args.out, args.name, budget=args.budget)
     print(f"sketch: {sketch} ({model.int_model.n_bytes()} model bytes, hash {model.hash[:16]})")
 
 
@@ -152,8 +146,7 @@ def cmd_build(args):
     from kws.modelfile import load_model
 
     model = load_model(args.model)
-    fw = build(model, args.board, args.out, args.name, frames=_frames(model, args.frames_from),
-               budget=args.budget)
+    fw = build(model, args.board, args.out, args.name, budget=args.budget)
     print(f"{fw.hex}: flash {fw.flash} / {fw.flash_max} bytes, ram {fw.ram} / {fw.ram_max} bytes")
 
 
@@ -161,6 +154,29 @@ def cmd_flash(args):
     from kws.flash import flash
 
     print("flashed: " + " ".join(flash(args.hex, args.board, args.port)))
+
+
+# --- kws verify -------------------------------------------------------------------------------
+
+def cmd_verify(args):
+    import json
+
+    from kws.atomic import atomic_open
+    from kws.verify import format_summary, verify
+
+    report = verify(args.model, args.data, board=args.board, boards=args.boards,
+                    split=args.split, max_clips=args.max_clips, baud=args.baud,
+                    cache_dir=args.cache_dir, progress=sys.stderr.isatty())
+    print(format_summary(report))
+    if args.json:
+        with atomic_open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    if report["error"]:
+        raise KwsError(f"verify stopped after {report['clips']} clips: {report['error']}")
+    if report["mismatched_frames"]:
+        m = report["first_mismatch"]
+        raise KwsError(f"{report['mismatched_frames']} of {report['frames']} frames differ from "
+                       f"the integer reference; the first: clip {m['clip']} frame {m['frame']}")
 
 
 # --- kws bench -------------------------------------------------------------------------------
@@ -233,8 +249,6 @@ def build_parser() -> argparse.ArgumentParser:
                        default=Path("build/sketch" if name == "export" else "build/fw"))
         p.add_argument("--name", default="kws_sketch", help="sketch name (default: %(default)s)")
         p.add_argument("--budget", type=int, default=1024, help="refuse a bigger model (bytes)")
-        p.add_argument("--frames-from", nargs="*", type=Path, default=[],
-                       help="WAV clips for the self-test frames (kept in flash)")
         if name == "build":
             p.add_argument("--board", default="uno",
                            choices=["uno", "nano", "nano-old", "pro-mini-16", "pro-mini-8"])
@@ -246,6 +260,25 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["uno", "nano", "nano-old", "pro-mini-16", "pro-mini-8"])
     p.add_argument("--port", help="default: the one Arduino found by USB VID/PID")
     p.set_defaults(func=cmd_flash)
+
+    p = sub.add_parser("verify", help="stream held-out clips through a board, compare every "
+                                      "frame with the integer model")
+    p.add_argument("--model", required=True, type=Path, help="a models/<name> folder")
+    p.add_argument("--data", required=True, type=Path, help="a Speech Commands folder")
+    p.add_argument("--board", default="sim",
+                   help="sim (simulated boards, firmware built for the model) or a serial port "
+                        "/ pyserial URL; several ports comma-separated (default: %(default)s)")
+    p.add_argument("--boards", type=int, default=1,
+                   help="simulated boards in parallel (default: %(default)s)")
+    p.add_argument("--split", default="testing",
+                   help="testing, validation, training or all (default: %(default)s)")
+    p.add_argument("--max-clips", type=int, help="at most N clips, spread evenly over the split")
+    p.add_argument("--baud", type=int,
+                   help="serial speed (default: 115200 on a port, 1000000 simulated)")
+    p.add_argument("--cache-dir", type=Path, default=Path("data/cache"),
+                   help="feature cache (default: %(default)s)")
+    p.add_argument("--json", type=Path, help="also write the report as JSON")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("bench", help="run the benchmarks and write a JSON of results")
     p.add_argument("--out", type=Path, default=Path("bench/results.json"))

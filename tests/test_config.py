@@ -4,9 +4,10 @@ from kws.config import FeatureConfig, load_config
 from kws.errors import KwsError
 
 
-def test_default_config_file_loads_with_the_standard_front_end_and_budget():
+def test_default_config_file_loads_with_a_20ms_hop_and_the_budget():
     c = load_config("configs/default.yaml")
-    assert c.features == FeatureConfig() and c.model.budget_bytes == 1024
+    assert c.features.hop_length == 320 and c.features.n_frames == 49
+    assert c.model.budget_bytes == 1024
 
 
 def test_one_second_gives_98_frames():
