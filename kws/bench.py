@@ -21,6 +21,7 @@ from kws.errors import KwsError
 
 DEV_DATA = Path("../shared/data/speech_commands_dev")
 SYNTH_DATA = Path("data/synth")
+MODEL = Path("models/default")
 
 
 def default_bench_data() -> Path:
@@ -78,6 +79,34 @@ def bench_features(data: Path, n_clips: int, cfg: FeatureConfig = FeatureConfig(
     }
 
 
+def bench_model(model: Path, data: Path, max_clips: int = 200) -> dict:
+    """The shipped model on the simulated board: bytes, cycles per frame and per MAC, and the
+    harness throughput with one and two simulated boards (every frame compared, 0 mismatches)."""
+    from kws.modelfile import load_model
+    from kws.verify import verify
+
+    shipped = load_model(model)
+    out = {"model_bytes": _entry(shipped.n_bytes, "bytes", f"kws eval --model {model}",
+                                 "every array the firmware stores (= ELF symbol sizes)")}
+    for n in (1, 2):
+        r = verify(model, data, board="sim", boards=n, max_clips=max_clips,
+                   cache_dir=Path("data/cache"))
+        if r["mismatched_frames"] or not r["complete"]:
+            raise KwsError(f"bench: verify on {n} board(s) failed: "
+                           f"{r['error'] or r['first_mismatch']}")
+        cmd = (f"kws verify --model {model} --data {data} --board sim --boards {n} "
+               f"--max-clips {max_clips}")
+        out[f"harness_frames_per_s_{n}_boards"] = _entry(
+            r["frames_per_second"], "frames/s", cmd, f"{r['frames']} frames, 0 mismatches")
+    cycles = r["cycles_per_frame"]["median"]
+    macs = shipped.int_model.macs_per_frame()
+    out["device_cycles_per_frame"] = _entry(
+        cycles, "cycles", cmd, "Timer1 around kws_step, simulated ATmega328P at 16 MHz, median")
+    out["device_cycles_per_mac"] = _entry(cycles / macs, "cycles", cmd,
+                                          f"median cycles / {macs} stored weights")
+    return out
+
+
 def _entry(value: float, unit: str, command: str, what: str) -> dict:
     return {"value": round(float(value), 3), "unit": unit, "command": command, "what": what}
 
@@ -95,6 +124,8 @@ def run_benchmarks(out: Path, data: Path | None = None, n_clips: int = 1000) -> 
     results["generated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds")
     results["entries"].update(bench_features(Path(data), n_clips))
+    if (MODEL / "model.json").exists():
+        results["entries"].update(bench_model(MODEL, Path(data)))
     with atomic_open(out, "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
