@@ -55,18 +55,22 @@ demo: setup
 	$(KWS) verify --model build/demo/model --data $(SYNTH_DIR) --board sim --boards 2 \
 	  --max-clips 300 --json build/demo/verify.json
 
-# Train the shipped model: first its float teacher (runs/teacher; kept and reused once done),
-# then configs/default.yaml -> runs/default, models/default. RESUME=1 continues a run.
+# Train the shipped model: the synthetic corpus and a pre-training run on it, the float teacher
+# (each kept and reused once done), then configs/default.yaml -> runs/default, models/default.
+# RESUME=1 continues an interrupted run.
 train: setup
+	$(KWS) data synth --out $(SYNTH_DIR) --clips $(SYNTH_CLIPS)
+	$(KWS) train --config configs/synth_pretrain.yaml --resume
 	$(KWS) train --config configs/teacher.yaml --resume
 	$(KWS) train --config $(CONFIG) $(if $(RESUME),--resume)
 
 # The lever table and the accuracy-vs-bytes curve (about an hour on 2 cores; resumable).
 levers: setup
-	$(KWS) train --config configs/teacher.yaml --resume
-	$(KWS) train --config configs/teacher10.yaml --resume
 	$(KWS) data synth --out $(SYNTH_DIR) --clips $(SYNTH_CLIPS)
 	$(KWS) train --config configs/synth_pretrain.yaml --resume
+	$(KWS) train --config configs/teacher.yaml --resume
+	$(KWS) train --config configs/teacher10.yaml --resume
+	$(KWS) train --config configs/synth_pretrain32.yaml --resume
 	$(KWS) sweep configs/levers/*.yaml --out runs/levers
 
 # Firmware for a board profile (uno nano nano-old pro-mini-16 pro-mini-8) and upload with avrdude.
