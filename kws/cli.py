@@ -103,7 +103,9 @@ def cmd_train(args):
     print(f"best epoch {best['epoch']}: validation accuracy "
           + ", ".join(f"{k[4:]} {best[k]:.4f}" for k in ("val_float", "val_int") if k in best))
     print(f"run folder: {run_dir} (config.yaml, metrics.csv, curves.png, checkpoint.pt)")
-    if config.model.arch == "fastgrnn":
+    if config.model.arch == "fastgrnn" and config.train.epochs_quant == 0:
+        print("no quantisation-aware epochs: a pre-training run, not shipped")
+    elif config.model.arch == "fastgrnn":
         doc = ship(result, config, name, args.out or Path("models") / name)
         print(f"shipped {args.out or Path('models') / name}: {doc['bytes']['total']} bytes, "
               f"hash {doc['hash'][:16]}")
