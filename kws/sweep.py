@@ -61,22 +61,39 @@ def write_results(rows: list[dict], out: Path):
     plot_tradeoff(rows, out / "tradeoff.png")
 
 
+def pareto(points: list[tuple[int, float, str]]) -> list[tuple[int, float, str]]:
+    """The best accuracy reachable at each size: points no smaller, better model beats."""
+    front, best = [], -1.0
+    for b, acc, name in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            front.append((b, acc, name))
+            best = acc
+    return front
+
+
 def plot_tradeoff(rows: list[dict], path: Path):
+    """Every config as a point; lines through the best accuracy at each size (float, int)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for key, style in (("testing_float", "o--"), ("testing_int", "s-")):
-        pts = sorted((r["bytes"], r[key]) for r in rows)
-        ax.plot(*zip(*pts), style, label=key.replace("testing_", "test, "))
-    for r in rows:
-        ax.annotate(r["name"], (r["bytes"], r["testing_int"]), fontsize=7,
-                    xytext=(3, -10), textcoords="offset points")
+    for key, marker, colour in (("testing_float", "o", "tab:blue"),
+                                ("testing_int", "s", "tab:orange")):
+        pts = [(r["bytes"], r[key], r["name"]) for r in rows]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, s=14,
+                   color=colour, alpha=0.35)
+        front = pareto(pts)
+        ax.plot([p[0] for p in front], [p[1] for p in front], marker=marker, color=colour,
+                label=key.replace("testing_", "held-out speakers, ") + " (best at size)")
+        if key == "testing_int":
+            for b, acc, name in front:
+                ax.annotate(name, (b, acc), fontsize=7, xytext=(4, -10),
+                            textcoords="offset points")
     ax.axvline(1024, color="grey", lw=0.6)
     ax.set(xscale="log", xlabel="model bytes (as stored on the device)",
-           ylabel="accuracy on held-out speakers", title="accuracy vs bytes")
-    ax.legend()
+           ylabel="accuracy", title="accuracy vs bytes (every config a point)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
