@@ -35,16 +35,22 @@ def data_config_for(shipped: ShippedModel, data_dir: Path) -> DataConfig:
     return DataConfig(task=task, unknown_pct=None)
 
 
-def evaluate(model_dir: Path, data_dir: Path, split: str = "testing",
-             skip_bad: bool = False) -> dict:
-    shipped = load_model(model_dir)
-    data_dir = Path(data_dir)
+def split_clips(shipped: ShippedModel, data_dir: Path, split: str):
+    """(dataset, clips of `split`) of a data folder, labelled for the model's task."""
     dataset = load_dataset(data_dir, data_config_for(shipped, data_dir))
     if list(dataset.task.classes) != shipped.classes:
         raise KwsError(f"{data_dir}: task classes differ from the model's")
     clips = dataset.clips if split == "all" else dataset.split(split)
     if not clips:
         raise KwsError(f"{data_dir}: no clips in split {split!r} ({dataset.split_source})")
+    return dataset, clips
+
+
+def evaluate(model_dir: Path, data_dir: Path, split: str = "testing",
+             skip_bad: bool = False) -> dict:
+    shipped = load_model(model_dir)
+    data_dir = Path(data_dir)
+    dataset, clips = split_clips(shipped, data_dir, split)
     fs = compute_features(clips, dataset.root, shipped.features, Path("data/cache"), skip_bad)
     y = dataset.labels(fs.clips)
     pool = shipped.pool_frames

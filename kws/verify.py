@@ -64,20 +64,14 @@ def verify(model_dir, data_dir, board: str = "sim", boards: int = 1, split: str 
     `fw`: an already built kws.simboard.Firmware for the simulated boards."""
     from kws.board import open_boards
     from kws.cache import compute_features
-    from kws.dataset import load_dataset
-    from kws.evaluate import data_config_for
+    from kws.evaluate import split_clips
     from kws.modelfile import ShippedModel, load_model
 
     if boards < 1:
         raise KwsError(f"--boards {boards}: expected at least 1")
     shipped = model_dir if isinstance(model_dir, ShippedModel) else load_model(model_dir)
     data_dir = Path(data_dir)
-    dataset = load_dataset(data_dir, data_config_for(shipped, data_dir))
-    if list(dataset.task.classes) != shipped.classes:
-        raise KwsError(f"{data_dir}: task classes differ from the model's")
-    clips = dataset.clips if split == "all" else dataset.split(split)
-    if not clips:
-        raise KwsError(f"{data_dir}: no clips in split {split!r} ({dataset.split_source})")
+    dataset, clips = split_clips(shipped, data_dir, split)
     clips = _select(clips, max_clips)
     got: dict[int, np.ndarray] = {}
     cycles: dict[int, np.ndarray] = {}
