@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from kws.config import Config
 from kws.errors import KwsError
-from kws.intmodel import from_torch
+from kws.intmodel import from_torch, quantize_features
 from kws.modelfile import save_model
+from kws.train import accuracy
 
 
 def int_accuracy(im, x_norm: np.ndarray, y: np.ndarray, mean, std, pool: int) -> float:
     """Accuracy of the NumPy integer reference on normalised features."""
-    from kws.intmodel import quantize_features
-
     if len(y) == 0:
         return float("nan")
     xq = quantize_features(x_norm, np.zeros_like(mean), np.ones_like(std), im.qx)
@@ -38,11 +37,8 @@ def ship(result: dict, config: Config, name: str, out: Path) -> dict:
     pool = config.model.pool_frames
     metrics = {"val_int_checkpoint": result["best"].get("val_int")}
     for split, (x, y) in data.eval_sets.items():
-        with torch.no_grad():
-            from kws.train import accuracy
-            metrics[f"{split}_float"] = accuracy(model, x, y, pool, quant=False)
+        metrics[f"{split}_float"] = accuracy(model, x, y, pool, quant=False)
         metrics[f"{split}_int"] = int_accuracy(im, x, y, data.mean, data.std, pool)
-    import dataclasses
     training = {"run_dir": str(result["run_dir"]), "data": str(data.dataset.root),
                 "data_config": dataclasses.asdict(config.data),
                 "split": data.dataset.split_source, "epochs": len(result["history"]),
