@@ -13,7 +13,7 @@ CONFIG     ?= configs/default.yaml
 SYNTH_DIR  ?= data/synth
 SYNTH_CLIPS ?= 7000
 
-.PHONY: setup apt venv demo train levers eval firmware flash verify test bench clean help
+.PHONY: setup apt venv demo train levers eval firmware flash verify stream test bench clean help
 
 help:
 	@echo "make demo   - offline end-to-end run on the synthetic corpus"
@@ -87,6 +87,10 @@ flash: firmware
 verify: setup
 	$(KWS) verify --model $(MODEL) --data $(or $(DATA),../shared/data/speech_commands_dev) \
 	  --board $(or $(PORT),sim) --boards $(if $(PORT),1,2) --json build/verify.json
+
+# Live: the microphone through a board (PORT=... or the simulated one). WAV=file streams a file.
+stream: setup
+	$(KWS) stream --model $(MODEL) --board $(or $(PORT),sim) $(if $(WAV),--wav $(WAV),--mic)
 
 eval: setup
 	$(KWS) eval --model models/default --data $(or $(DATA),../shared/data/speech_commands_dev)

@@ -181,6 +181,37 @@ def cmd_verify(args):
                        f"the integer reference; the first: clip {m['clip']} frame {m['frame']}")
 
 
+# --- kws stream -------------------------------------------------------------------------------
+
+def cmd_stream(args):
+    import json
+
+    from kws.board import open_boards
+    from kws.modelfile import load_model
+    from kws.stream import mic_chunks, stream, wav_chunks
+
+    model = load_model(args.model)
+    cfg = model.features
+    if args.wav:
+        chunks = wav_chunks(args.wav, cfg.sample_rate, cfg.hop_length, realtime=not args.fast)
+    else:
+        chunks = mic_chunks(cfg.sample_rate, cfg.hop_length, args.device)
+    print(f"listening for {', '.join(c for c in model.classes if not c.startswith('_'))} "
+          "(Ctrl-C ends)")
+    with open_boards(args.board, model, 1) as boards:
+        summary = stream(model, boards[0], chunks, threshold=args.threshold,
+                         smooth=args.smooth, refractory_s=args.refractory)
+    print(f"{summary['frames']} frames ({summary['seconds']} s), "
+          f"{len(summary['detections'])} detections, board vs python: "
+          f"{summary['mismatched_frames']} mismatched frames")
+    if args.json:
+        from kws.atomic import atomic_open
+        with atomic_open(args.json, "w") as f:
+            json.dump(summary, f, indent=1)
+    if summary["mismatched_frames"]:
+        raise KwsError(f"{summary['mismatched_frames']} frames differ from the integer model")
+
+
 # --- kws bench -------------------------------------------------------------------------------
 
 def cmd_bench(args):
@@ -281,6 +312,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feature cache (default: %(default)s)")
     p.add_argument("--json", type=Path, help="also write the report as JSON")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("stream", help="live keyword spotting: microphone or WAV -> board")
+    p.add_argument("--model", type=Path, default=Path("models/default"))
+    p.add_argument("--board", default="sim", help="sim or a serial port (default: %(default)s)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--mic", action="store_true", help="the default (or --device) input")
+    source.add_argument("--wav", type=Path, help="a WAV file, paced at real time")
+    p.add_argument("--device", help="sounddevice input device (name or number)")
+    p.add_argument("--fast", action="store_true", help="a WAV as fast as the board allows")
+    p.add_argument("--threshold", type=float, default=0.7, help="default: %(default)s")
+    p.add_argument("--smooth", type=int, default=5, help="frames of posterior smoothing")
+    p.add_argument("--refractory", type=float, default=1.0, help="seconds (default: 1.0)")
+    p.add_argument("--json", type=Path, help="also write the summary as JSON")
+    p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("bench", help="run the benchmarks and write a JSON of results")
     p.add_argument("--out", type=Path, default=Path("bench/results.json"))

@@ -51,7 +51,12 @@ def log_mel(audio: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarr
     if len(audio) != cfg.clip_samples:
         raise ValueError(f"expected {cfg.clip_samples} samples, got {len(audio)}")
     starts = np.arange(cfg.n_frames) * cfg.hop_length
-    frames = audio[starts[:, None] + np.arange(cfg.win_length)] * hann(cfg.win_length)
+    return log_mel_frames(audio[starts[:, None] + np.arange(cfg.win_length)], cfg)
+
+
+def log_mel_frames(windows: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Reference features of analysis windows [N, win_length] (a clip's, or a live stream's)."""
+    frames = np.asarray(windows, dtype=np.float64) * hann(cfg.win_length)
     spectrum = np.fft.rfft(frames, n=cfg.n_fft)
     power = spectrum.real ** 2 + spectrum.imag ** 2
     mel = power @ mel_matrix(cfg).T

@@ -8,7 +8,7 @@ import pytest
 from kws.cli import build_parser
 
 SUBCOMMANDS = [["data"], ["data", "download"], ["data", "stats"], ["data", "synth"],
-               ["features"], ["train"], ["eval"], ["sweep"], ["export"], ["build"], ["flash"], ["verify"], ["bench"]]
+               ["features"], ["train"], ["eval"], ["sweep"], ["export"], ["build"], ["flash"], ["verify"], ["stream"], ["bench"]]
 
 
 def run(*args, cwd=None):
