@@ -76,11 +76,13 @@ levers: setup
 # Firmware for a board profile (uno nano nano-old pro-mini-16 pro-mini-8) and upload with avrdude.
 MODEL ?= models/default
 BOARD ?= uno
+FW_BOARD = $(if $(filter sim,$(BOARD)),uno,$(BOARD))
 firmware: setup
-	$(KWS) build --model $(MODEL) --board $(BOARD)
+	$(KWS) build --model $(MODEL) --board $(FW_BOARD)
 
+# BOARD=sim: avrdude flashes a simulated Uno through its optiboot bootloader
 flash: firmware
-	$(KWS) flash --hex build/fw/kws_sketch-$(BOARD)/kws_sketch.hex --board $(BOARD) \
+	$(KWS) flash --hex build/fw/kws_sketch-$(FW_BOARD)/kws_sketch.hex --board $(BOARD) \
 	  $(if $(PORT),--port $(PORT))
 
 # Every held-out frame through a board (PORT=... for a real one, else two simulated boards).

@@ -2,15 +2,26 @@
 
     flash(hex_path, board="uno")                 # finds the Arduino by USB VID/PID
     flash(hex_path, board="nano-old", port="/dev/ttyUSB0")
+    flash(hex_path, board="sim")                 # the simulated Uno, through optiboot
 
 The programmer is always `arduino` (optiboot and the old ATmegaBOOT speak STK500v1); the baud
 rate is the board profile's (firmware/avr.mk: uno/nano 115200, nano-old/pro-mini 57600).
+
+The simulated board (`board="sim"`, flash_sim) goes through the same path as a real Uno: the
+simulator (firmware/sim/kws_sim.c --boot) runs optiboot, the real avrdude writes the sketch
+through the simulator's pty and reads it back to verify it, optiboot's watchdog reset starts
+the sketch, and flash() then checks that it answers IDENTIFY. A pty has no DTR line, so
+instead of avrdude's reset pulse the simulator is started in the bootloader just before
+avrdude and held in reset until avrdude's first byte (kws-sim --wait-input).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from kws.errors import KwsError
@@ -70,17 +81,113 @@ def find_port(ports=None) -> str:
                    + "; choose one with PORT=...")
 
 
-def flash(hex_path: str | Path, board: str = "uno", port: str | None = None,
-          avrdude: str = "avrdude", dry_run: bool = False) -> list[str]:
-    """Upload with avrdude; returns the command. `dry_run`: only build the command."""
+SIM_BOARD = "uno"   # the simulated board is an Uno: optiboot at 115200 baud
+
+
+def avrdude_counts(output: str) -> dict[str, int]:
+    """Bytes avrdude reports as written and verified ({"written": n, "verified": n})."""
+    out = {}
+    for what in ("written", "verified"):
+        m = re.findall(rf"(\d+) bytes of flash {what}", output)
+        if m:
+            out[what] = int(m[-1])
+    return out
+
+
+@dataclass
+class SimFlash:
+    """A simulated board flashed by avrdude. `sim` (kws.simboard.SimBoard) is still running
+    the application: talk to it with kws.board.Board(sim.port, baud, owner=sim), or close()."""
+
+    cmd: list[str]          # the avrdude command line
+    output: str             # avrdude's messages (stderr)
+    sim: object             # kws.simboard.SimBoard
+    seconds: float          # avrdude's run time
+    written: int | None     # bytes avrdude wrote ...
+    verified: int | None    # ... and read back and compared
+
+    def close(self) -> None:
+        self.sim.close()
+
+    def __enter__(self) -> "SimFlash":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _check_avrdude(avrdude: str) -> None:
+    if shutil.which(avrdude) is None:
+        raise KwsError("avrdude is not installed (make setup installs it)")
+
+
+def flash_sim(hex_path: str | Path, *, avrdude: str = "avrdude", boot: str | Path | None = None,
+              app_timeout: float = 5.0, avrdude_timeout: float = 120.0,
+              dump_flash: str | Path | None = None) -> SimFlash:
+    """Flash a simulated Uno the way flash() flashes a real one: start the simulator with the
+    bootloader (default kws.simboard.optiboot_hex()) and an erased application flash, run
+    avrdude_command() on its pty (with avrdude's read-back verification), then wait until
+    the bootloader has started the application. Returns a SimFlash whose simulator is still
+    running; the caller closes it. `dump_flash`: the simulator writes its flash there when
+    it is closed."""
+    from kws.simboard import SimBoard, optiboot_hex
+
     hex_path = Path(hex_path)
     if not hex_path.is_file():
         raise KwsError(f"{hex_path} not found: build the firmware first (kws build)")
+    _check_avrdude(avrdude)
+    boot = Path(boot) if boot is not None else optiboot_hex()
+    # --wait-input: in reset until avrdude's first byte (where a real Uno gets the DTR pulse)
+    sim = SimBoard(None, boot=boot, wait_input=True, dump_flash=dump_flash).start()
+    try:
+        cmd = avrdude_command(hex_path, sim.port, SIM_BOARD, avrdude)
+        t0 = time.monotonic()
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=avrdude_timeout)
+        except subprocess.TimeoutExpired:
+            raise KwsError(f"avrdude did not finish within {avrdude_timeout} s on the simulated "
+                           f"board: {sim.log_tail()}") from None
+        seconds = time.monotonic() - t0
+        if r.returncode != 0:
+            tail = "\n".join(r.stderr.strip().splitlines()[-8:])
+            raise KwsError(f"avrdude failed on the simulated board ({sim.port}):\n{tail}\n"
+                           f"simulator: {sim.log_tail()}")
+        sim.wait_app(app_timeout)
+        counts = avrdude_counts(r.stderr)
+        return SimFlash(cmd, r.stderr, sim, seconds, counts.get("written"),
+                        counts.get("verified"))
+    except BaseException:
+        sim.close()
+        raise
+
+
+def flash(hex_path: str | Path, board: str = "uno", port: str | None = None,
+          avrdude: str = "avrdude", dry_run: bool = False) -> list[str]:
+    """Upload with avrdude; returns the command. `dry_run`: only build the command.
+    `board="sim"`: flash a simulated Uno through optiboot (flash_sim) and check that the
+    sketch answers IDENTIFY afterwards; the simulated board is gone when this returns."""
+    hex_path = Path(hex_path)
+    if not hex_path.is_file():
+        raise KwsError(f"{hex_path} not found: build the firmware first (kws build)")
+    if board == "sim":
+        if port:
+            raise KwsError("the simulated board has no port to choose: drop PORT=... "
+                           "or BOARD=sim")
+        if dry_run:
+            return avrdude_command(hex_path, "<simulator pty>", SIM_BOARD, avrdude)
+        from kws.board import Board
+        from kws.simboard import board_info
+
+        baud, _ = board_info(SIM_BOARD)
+        done = flash_sim(hex_path, avrdude=avrdude)
+        # the Board owns the simulator now: closing it stops the simulator
+        with Board(done.sim.port, baud, timeout=1.0, owner=done.sim) as b:
+            b.open()
+        return done.cmd
     cmd = avrdude_command(hex_path, port or find_port(), board, avrdude)
     if dry_run:
         return cmd
-    if shutil.which(avrdude) is None:
-        raise KwsError("avrdude is not installed (make setup installs it)")
+    _check_avrdude(avrdude)
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         tail = "\n".join(r.stderr.strip().splitlines()[-6:])

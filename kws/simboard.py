@@ -11,6 +11,12 @@ difference between two GPIOR stamps is the exact number of AVR cycles between th
 writes. It runs about 7-9x faster than a real 16 MHz board. Unlike a real Uno, opening the
 port does not reset the board, and nothing printed before the port is opened can be read
 (pyserial's open() flushes input): sync with a command instead.
+
+A board with a bootloader, flashed by the real avrdude (what kws.flash.flash_sim does):
+
+    with SimBoard(None, boot=optiboot_hex(), wait_input=True) as board:   # held in reset
+        subprocess.run(avrdude_command(app_hex, board.port, "uno"))       # optiboot writes it
+        board.wait_app()          # optiboot's watchdog reset started the application
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +38,14 @@ REPO = Path(__file__).resolve().parent.parent
 AVR_MK = REPO / "firmware" / "avr.mk"
 SIM_BIN = REPO / "build" / "sim" / "kws-sim"
 BUILD_SIM_HINT = "run `make -f firmware/avr.mk sim`"
+SIM_MAKEFILE = REPO / "firmware" / "sim" / "Makefile"
+
+# Optiboot, the Uno's bootloader: Debian's arduino-core-avr ships its source and a hex
+DEBIAN_OPTIBOOT_DIR = Path("/usr/share/arduino/hardware/arduino/avr/bootloaders/optiboot")
+DEBIAN_OPTIBOOT_HEX = DEBIAN_OPTIBOOT_DIR / "optiboot_atmega328.hex"
+BUILT_OPTIBOOT_HEX = REPO / "build" / "sim" / "optiboot_atmega328.hex"
+UNO_BOOT_START = 0x7E00     # byte address: BOOTSZ = 256 words, as the Uno's fuses set it
+UNO_FLASH_SIZE = 0x8000
 
 _SIZE_RE = re.compile(r"size: flash (\d+) / (\d+) bytes .*ram (\d+) / (\d+) bytes")
 
@@ -119,6 +134,92 @@ def ensure_built(
     )
 
 
+# --- Intel hex and the bootloader ------------------------------------------------------------
+
+def read_ihex(path: str | os.PathLike) -> list[tuple[int, bytes]]:
+    """The data records of an Intel hex file as (byte address, data), in file order."""
+    out, base = [], 0
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            if line[0] != ":":
+                raise ValueError
+            raw = bytes.fromhex(line[1:])
+            if len(raw) < 5 or len(raw) != raw[0] + 5 or sum(raw) & 0xFF:
+                raise ValueError
+        except ValueError:
+            raise KwsError(f"{path}:{n}: not an Intel hex record") from None
+        kind, addr, data = raw[3], int.from_bytes(raw[1:3], "big"), raw[4:-1]
+        if kind == 0:
+            out.append((base + addr, data))
+        elif kind == 1:
+            break
+        elif kind == 2:
+            base = int.from_bytes(data, "big") << 4
+        elif kind == 4:
+            base = int.from_bytes(data, "big") << 16
+    return out
+
+
+def hex_image(path: str | os.PathLike, size: int = UNO_FLASH_SIZE) -> bytes:
+    """A flash image of `size` bytes (erased bytes 0xFF) with the hex file's data in it;
+    refuses data outside it or written twice."""
+    image, used = bytearray(b"\xff" * size), bytearray(size)
+    for addr, data in read_ihex(path):
+        if addr + len(data) > size:
+            raise KwsError(f"{path}: data at 0x{addr:04x}..0x{addr + len(data):04x} is "
+                           f"outside the flash (0x{size:04x} bytes)")
+        if any(used[addr:addr + len(data)]):
+            raise KwsError(f"{path}: data at 0x{addr:04x}..0x{addr + len(data):04x} overlaps "
+                           "other data in the same file")
+        image[addr:addr + len(data)] = data
+        used[addr:addr + len(data)] = b"\x01" * len(data)
+    return bytes(image)
+
+
+def bootloader_problem(path: str | os.PathLike, start: int = UNO_BOOT_START,
+                       size: int = UNO_FLASH_SIZE) -> str | None:
+    """Why a bootloader hex cannot work on an Uno (None: it fits its boot section)."""
+    try:
+        hex_image(path, size)
+    except KwsError as e:
+        return str(e)
+    records = read_ihex(path)
+    if not records:
+        return f"{path} holds no data"
+    low = min(a for a, _ in records)
+    if low != start:
+        return f"{path} starts at 0x{low:04x}, not at the boot section 0x{start:04x}"
+    return None
+
+
+def optiboot_hex() -> Path:
+    """The Uno's bootloader (optiboot 4.4, 115200 baud) for `kws-sim --boot`: Debian's
+    optiboot_atmega328.hex if it fits the 512-byte boot section, else the same source
+    built by firmware/sim/Makefile (`make ... optiboot`). Debian's hex of arduino-core-avr
+    1.8.7 (rebuilt with avr-gcc 5.4) has 532 bytes of code: it runs past the end of the
+    flash and overlaps its own version word at 0x7FFE, so it cannot work on a chip or here."""
+    if DEBIAN_OPTIBOOT_HEX.is_file() and bootloader_problem(DEBIAN_OPTIBOOT_HEX) is None:
+        return DEBIAN_OPTIBOOT_HEX
+    if not (DEBIAN_OPTIBOOT_DIR / "optiboot.c").is_file():
+        raise KwsError(f"no optiboot in {DEBIAN_OPTIBOOT_DIR}: install arduino-core-avr "
+                       "(make setup)")
+    cmd = ["make", "--no-print-directory", "-s", "-f", str(SIM_MAKEFILE), "optiboot"]
+    try:
+        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    except FileNotFoundError as e:
+        raise KwsError("cannot build optiboot: `make` is not installed") from e
+    if r.returncode != 0:
+        tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-10:])
+        raise KwsError(f"building optiboot failed ({' '.join(cmd)}):\n{tail}")
+    problem = bootloader_problem(BUILT_OPTIBOOT_HEX)
+    if problem:
+        raise KwsError(f"the optiboot built from {DEBIAN_OPTIBOOT_DIR} does not fit: {problem}")
+    return BUILT_OPTIBOOT_HEX
+
+
 def elf_size(elf: str | os.PathLike) -> dict[str, int]:
     """Flash and static RAM use of an AVR ELF, as the Arduino IDE counts them."""
     try:
@@ -138,11 +239,16 @@ def elf_size(elf: str | os.PathLike) -> dict[str, int]:
 
 
 class SimBoard:
-    """The simulator bridge as a subprocess; `.port` is its pty, for pyserial."""
+    """The simulator bridge as a subprocess; `.port` is its pty, for pyserial.
+
+    `boot`: a bootloader hex (e.g. optiboot_hex()): the board starts in it as after a reset
+    through its RESET pin, runs in real time, and `elf` (the application already in flash)
+    may be None. `dump_flash`: a file that gets the whole flash (raw) when the simulator
+    exits. See firmware/sim/kws_sim.c, --boot."""
 
     def __init__(
         self,
-        elf: str | os.PathLike,
+        elf: str | os.PathLike | None,
         *,
         sim: str | os.PathLike = SIM_BIN,
         mcu: str = "atmega328p",
@@ -150,8 +256,14 @@ class SimBoard:
         realtime: bool = False,
         wait_input: bool = False,
         start_timeout: float = 10.0,
+        boot: str | os.PathLike | None = None,
+        dump_flash: str | os.PathLike | None = None,
     ):
-        self.elf = Path(elf)
+        if elf is None and boot is None:
+            raise KwsError("SimBoard needs a firmware, a bootloader (boot=...) or both")
+        self.elf = Path(elf) if elf is not None else None
+        self.boot = Path(boot) if boot is not None else None
+        self.dump_flash = Path(dump_flash) if dump_flash is not None else None
         self.sim = Path(sim)
         self.mcu = mcu
         self.freq = int(freq)
@@ -171,11 +283,13 @@ class SimBoard:
             return self
         if not (self.sim.is_file() and os.access(self.sim, os.X_OK)):
             raise KwsError(f"simulator bridge {self.sim} is missing: {BUILD_SIM_HINT}")
-        if not self.elf.is_file():
+        if self.elf is not None and not self.elf.is_file():
             raise KwsError(
                 f"firmware {self.elf} not found: build it first "
                 "(make -f firmware/avr.mk SKETCH=... BUILD=...)"
             )
+        if self.boot is not None and not self.boot.is_file():
+            raise KwsError(f"bootloader {self.boot} not found")
         self._tmp = tempfile.mkdtemp(prefix="kws-sim-")
         cmd = [str(self.sim), "--mcu", self.mcu, "--freq", str(self.freq),
                "--stamps", self._path("stamps.txt")]
@@ -183,7 +297,12 @@ class SimBoard:
             cmd.append("--realtime")
         if self.wait_input:
             cmd.append("--wait-input")
-        cmd.append(str(self.elf))
+        if self.boot is not None:
+            cmd += ["--boot", str(self.boot)]
+        if self.dump_flash is not None:
+            cmd += ["--dump-flash", str(self.dump_flash)]
+        if self.elf is not None:
+            cmd.append(str(self.elf))
         with open(self._path("sim.log"), "wb") as log:
             # stdin is a pipe we never write: the bridge exits when it closes (if we die).
             self.proc = subprocess.Popen(
@@ -203,6 +322,13 @@ class SimBoard:
         sel.close()
         line = self.proc.stdout.readline().decode(errors="replace").strip() if ready else ""
         if not line:
+            if ready:
+                # EOF on stdout: the bridge is exiting (an error before the pty line); let
+                # it finish so that its exit code and message are reported, not a timeout
+                try:
+                    self.proc.wait(self.start_timeout)
+                except subprocess.TimeoutExpired:
+                    pass
             if self.proc.poll() is None:
                 raise KwsError(f"simulator gave no pty within {self.start_timeout} s")
             self.proc.wait()
@@ -269,6 +395,29 @@ class SimBoard:
     def log(self) -> str:
         """The simulator's stderr: simavr's messages and, after close, a summary line."""
         return self._read("sim.log") if self._tmp else self._log_text
+
+    def log_tail(self, n: int = 6) -> str:
+        """The last `n` non-empty lines of log(), joined with " | "."""
+        return self._log_tail(n)
+
+    def app_starts(self) -> int:
+        """With a bootloader: how many times the CPU has left it for the application."""
+        return self.log().count("kws-sim: application started")
+
+    def resets(self) -> int:
+        """With a bootloader: resets after the start (e.g. optiboot's watchdog reset)."""
+        return self.log().count("kws-sim: reset (")
+
+    def wait_app(self, timeout: float = 5.0, count: int = 1) -> None:
+        """With a bootloader: wait until the bootloader has started the application `count`
+        times in all (after avrdude, optiboot leaves through a watchdog reset, ~16 ms)."""
+        deadline = time.monotonic() + timeout
+        while self.app_starts() < count:
+            self.check()
+            if time.monotonic() >= deadline:
+                raise KwsError(f"the bootloader did not start the application within "
+                               f"{timeout} s: {self._log_tail()}")
+            time.sleep(0.01)
 
     # -- helpers --
 

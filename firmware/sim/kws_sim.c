@@ -5,6 +5,7 @@
  *
  *   kws-sim [--mcu atmega328p] [--freq 16000000] [--stamps FILE] [--port-file FILE]
  *           [--realtime] [--wait-input] [--max-cycles N] [-v] firmware.elf|firmware.hex
+ *   kws-sim --boot bootloader.hex [--dump-flash FILE] [options] [firmware.elf|.hex]
  *
  * stdout: exactly one line, the pty path (e.g. /dev/pts/7), then stdout is closed; anything
  *         libsimavr prints goes to stderr (fd 1 is redirected there), never to the data path.
@@ -16,6 +17,31 @@
  * --wait-input: do not start the CPU until the host has sent a byte (a deterministic way
  *         to test that bytes sent before the firmware enables RX are kept).
  * --realtime: throttle the simulation to the wall clock (simavr is ~8x faster).
+ *
+ * --boot HEX: a board with a bootloader (optiboot for the Uno: kws.simboard.optiboot_hex();
+ *         the optiboot_atmega328.hex Debian ships does not fit its boot section, see
+ *         firmware/sim/Makefile), so that the real avrdude flashes it through the pty
+ *         (avrdude -c arduino -P <pty>):
+ *         - the bootloader is loaded at the addresses in its hex file (optiboot: byte address
+ *           0x7E00) and the CPU starts there, as with the BOOTRST fuse; every reset (e.g.
+ *           the watchdog reset optiboot uses to leave) starts there again (simavr reset_pc);
+ *         - MCUSR = EXTRF at start: the board has just been reset through its RESET pin,
+ *           which is what avrdude's DTR pulse does on a real Uno. (simavr sets PORF, and
+ *           optiboot starts the application at once after a power-on reset.)
+ *         - the whole flash is writable and executable (codeend = end of flash); SPM page
+ *           erase / fill / write go through simavr's avr_flash module, so what the
+ *           bootloader writes stays in the simulated flash across resets;
+ *         - implies --realtime: the bootloader's watchdog timeouts (1 s, 16 ms) and
+ *           avrdude's serial timeouts must see the same clock;
+ *         - the optional firmware is loaded first (a board that was flashed before).
+ *         A pty has no DTR line (avrdude's TIOCMGET/TIOCMSET fail with ENOTTY, which it
+ *         reports and ignores), so the simulator cannot see avrdude's reset pulse: start it
+ *         right before avrdude, with --wait-input to hold the board in reset until
+ *         avrdude's first byte (STK_GET_SYNC) arrives; bytes are kept while the bootloader
+ *         sets up its UART (see above), so the handshake is deterministic.
+ *         stderr gets one line per reset ("kws-sim: reset ...") and one when the CPU leaves
+ *         the bootloader ("kws-sim: application started ..."), for a host to wait on.
+ * --dump-flash FILE: at exit, write the whole flash (raw binary, flashend + 1 bytes).
  *
  * Exit: 0 after SIGTERM/SIGINT, --max-cycles, or EOF on a stdin pipe (the parent died);
  *       1 usage or load error; 2 firmware crashed; 3 firmware stopped (sleep with cli).
@@ -80,6 +106,14 @@ typedef struct bridge {
 
 	int realtime;
 	int watch_stdin;
+
+	/* --boot */
+	int boot;
+	avr_flashaddr_t boot_start;    /* lowest byte address of the bootloader */
+	int in_app;                    /* the CPU left the bootloader since the last reset */
+	int reset_seen;                /* set by reset_hook, reported by the main loop */
+	unsigned resets;
+	void (*core_reset)(struct avr_t *avr);
 	avr_cycle_count_t sleep_acc;   /* sleep cycles not yet waited for */
 	struct timespec t0;
 } bridge_t;
@@ -279,6 +313,101 @@ static void service(bridge_t *b)
 		throttle(b);
 }
 
+/* ---- --boot: resets and the bootloader ----------------------------------------------- */
+
+/* Wraps the core's reset callback (avr_reset(), called by the watchdog when it fires with
+ * WDE set, as optiboot makes it do to start the application). A reset disables the UART's
+ * receiver, so stop feeding bytes until the next firmware enables it and simavr says XON
+ * again (simavr drops bytes raised while RX is off). */
+static void reset_hook(avr_t *avr)
+{
+	if (B.core_reset)
+		B.core_reset(avr);
+	B.xon = 0;
+	B.in_app = 0;
+	B.reset_seen = 1;
+	B.resets++;
+}
+
+static uint8_t mcusr(avr_t *avr)
+{
+	return avr->data[avr->reset_flags.extrf.reg];
+}
+
+/* Called from the main loop after a reset: say why it happened (MCUSR bits, after simavr's
+ * watchdog module set WDRF) */
+static void report_reset(bridge_t *b)
+{
+	avr_t *avr = b->avr;
+	uint8_t r = mcusr(avr);
+	const char *why = avr_regbit_get(avr, avr->reset_flags.wdrf) ? "watchdog" :
+	                  avr_regbit_get(avr, avr->reset_flags.extrf) ? "external" :
+	                  avr_regbit_get(avr, avr->reset_flags.borf) ? "brown-out" :
+	                  avr_regbit_get(avr, avr->reset_flags.porf) ? "power-on" : "?";
+	fprintf(stderr, "kws-sim: reset (%s, MCUSR 0x%02x) at cycle %" PRIu64 ", PC 0x%04x\n",
+	        why, r, (uint64_t)avr->cycle, (unsigned)avr->pc);
+	b->reset_seen = 0;
+}
+
+static int load_boot(avr_t *avr, const char *path)
+{
+	ihex_chunk_p chunks = NULL;
+	int n = read_ihex_chunks(path, &chunks);
+	if (n <= 0) {
+		fprintf(stderr, "kws-sim: cannot read bootloader %s\n", path);
+		return -1;
+	}
+	uint32_t lo = UINT32_MAX, hi = 0;
+	for (int i = 0; i < n; i++) {
+		if (chunks[i].baseaddr >= 0x800000) /* eeprom/fuses/lock bits */
+			continue;
+		if (chunks[i].baseaddr + chunks[i].size > avr->flashend + 1) {
+			fprintf(stderr, "kws-sim: %s: 0x%x..0x%x is outside the flash (0..0x%x)\n", path,
+			        (unsigned)chunks[i].baseaddr,
+			        (unsigned)(chunks[i].baseaddr + chunks[i].size), (unsigned)avr->flashend);
+			free_ihex_chunks(chunks);
+			return -1;
+		}
+		avr_loadcode(avr, chunks[i].data, chunks[i].size, chunks[i].baseaddr);
+		if (chunks[i].baseaddr < lo)
+			lo = chunks[i].baseaddr;
+		if (chunks[i].baseaddr + chunks[i].size > hi)
+			hi = chunks[i].baseaddr + chunks[i].size;
+	}
+	free_ihex_chunks(chunks);
+	if (lo == UINT32_MAX) {
+		fprintf(stderr, "kws-sim: %s holds no flash data\n", path);
+		return -1;
+	}
+	if (!avr->reset_flags.extrf.reg) {
+		fprintf(stderr, "kws-sim: simavr's %s core has no MCUSR reset flags\n", avr->mmcu);
+		return -1;
+	}
+	B.boot_start = lo;
+	avr->reset_pc = lo;              /* BOOTRST: every reset starts the bootloader */
+	avr->pc = lo;
+	avr->codeend = avr->flashend + 1;
+	/* avr_init() set PORF; an external reset (avrdude's DTR pulse) leaves EXTRF only */
+	avr->data[avr->reset_flags.extrf.reg] = 0;
+	avr_regbit_set(avr, avr->reset_flags.extrf);
+	B.core_reset = avr->reset;
+	avr->reset = reset_hook;
+	fprintf(stderr, "kws-sim: bootloader %s at 0x%04x..0x%04x, MCUSR 0x%02x\n", path,
+	        (unsigned)lo, (unsigned)hi, mcusr(avr));
+	return 0;
+}
+
+static int dump_flash(avr_t *avr, const char *path)
+{
+	FILE *f = fopen(path, "wb");
+	size_t n = (size_t)avr->flashend + 1;
+	if (!f || fwrite(avr->flash, 1, n, f) != n || fclose(f) != 0) {
+		fprintf(stderr, "kws-sim: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- set-up --------------------------------------------------------------------------- */
 
 static int load_firmware(avr_t *avr, const char *path, uint32_t freq)
@@ -368,13 +497,16 @@ static void usage(void)
 {
 	fputs("usage: kws-sim [--mcu NAME] [--freq HZ] [--stamps FILE] [--port-file FILE]\n"
 	      "               [--realtime] [--wait-input] [--max-cycles N] [-v]\n"
-	      "               firmware.elf|firmware.hex\n",
+	      "               firmware.elf|firmware.hex\n"
+	      "       kws-sim --boot bootloader.hex [--dump-flash FILE] [options]\n"
+	      "               [firmware.elf|firmware.hex]\n",
 	      stderr);
 }
 
 int main(int argc, char **argv)
 {
 	const char *mcu = "atmega328p", *fw_path = NULL, *stamps_path = NULL, *port_file = NULL;
+	const char *boot_path = NULL, *dump_path = NULL;
 	uint32_t freq = 16000000;
 	uint64_t max_cycles = 0;
 	int wait_input = 0;
@@ -387,6 +519,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--stamps") && more) stamps_path = argv[++i];
 		else if (!strcmp(a, "--port-file") && more) port_file = argv[++i];
 		else if (!strcmp(a, "--max-cycles") && more) max_cycles = strtoull(argv[++i], NULL, 0);
+		else if (!strcmp(a, "--boot") && more) boot_path = argv[++i];
+		else if (!strcmp(a, "--dump-flash") && more) dump_path = argv[++i];
 		else if (!strcmp(a, "--realtime")) B.realtime = 1;
 		else if (!strcmp(a, "--wait-input")) wait_input = 1;
 		else if (!strcmp(a, "-v")) g_verbose++;
@@ -394,10 +528,12 @@ int main(int argc, char **argv)
 		else if (a[0] == '-' || fw_path) { usage(); return 1; }
 		else fw_path = a;
 	}
-	if (!fw_path || freq == 0) {
+	if ((!fw_path && !boot_path) || freq == 0) {
 		usage();
 		return 1;
 	}
+	if (boot_path)
+		B.realtime = 1; /* see --boot above */
 
 	/* Our stdout carries only the pty path; route libsimavr's printf()s to stderr. */
 	int data_fd = dup(1);
@@ -426,8 +562,14 @@ int main(int argc, char **argv)
 	avr_init(avr);
 	avr->log = g_verbose > LOG_DEBUG ? LOG_DEBUG : g_verbose;
 	B.avr = avr;
-	if (load_firmware(avr, fw_path, freq) < 0)
+	avr->frequency = freq;
+	if (fw_path && load_firmware(avr, fw_path, freq) < 0)
 		return 1;
+	if (boot_path) {
+		B.boot = 1;
+		if (load_boot(avr, boot_path) < 0)
+			return 1;
+	}
 	avr->sleep = sleep_hook;
 
 	if (stamps_path) {
@@ -470,6 +612,16 @@ int main(int argc, char **argv)
 		state = avr_run(avr);
 		if (state == cpu_Done || state == cpu_Crashed)
 			break;
+		if (B.boot) {
+			if (B.reset_seen)
+				report_reset(&B);
+			if (!B.in_app && avr->pc < B.boot_start) {
+				B.in_app = 1;
+				fprintf(stderr, "kws-sim: application started (PC 0x%04x) at cycle %"
+				        PRIu64 ", MCUSR 0x%02x\n", (unsigned)avr->pc, (uint64_t)avr->cycle,
+				        mcusr(avr));
+			}
+		}
 		if (avr->cycle < next_service)
 			continue;
 		next_service = avr->cycle + SERVICE_CYCLES;
@@ -502,6 +654,8 @@ int main(int argc, char **argv)
 		        (unsigned)pc, (uint64_t)avr->cycle);
 		rc = 3;
 	}
+	if (dump_path && dump_flash(avr, dump_path) < 0 && !rc)
+		rc = 1;
 	if (B.out_dropped)
 		fprintf(stderr, "kws-sim: %zu output bytes dropped (host not reading)\n", B.out_dropped);
 	fprintf(stderr, "kws-sim: %s after %" PRIu64 " cycles (%.3f s simulated) in %.3f s wall: "
