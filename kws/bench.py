@@ -109,6 +109,13 @@ def bench_model(model: Path, data: Path, max_clips: int = 200) -> dict:
                f"--max-clips {max_clips}")
         out[f"harness_frames_per_s_{n}_boards"] = _entry(
             r["frames_per_second"], "frames/s", cmd, f"{r['frames']} frames, 0 mismatches")
+    fw = r.get("firmware") or {}
+    if fw.get("ram") is not None and r.get("stack_peak") is not None:
+        out["device_ram_static"] = _entry(fw["ram"], "bytes", cmd, ".data + .bss of the uno build")
+        out["device_stack_peak"] = _entry(r["stack_peak"], "bytes", cmd,
+                                          "painted-stack high-water mark after the run")
+        out["device_ram_total"] = _entry(fw["ram"] + r["stack_peak"], "bytes", cmd,
+                                         "static RAM + peak stack (budget 1,024)")
     cycles = r["cycles_per_frame"]["median"]
     macs = shipped.int_model.macs_per_frame()
     out["device_cycles_per_frame"] = _entry(
@@ -116,6 +123,50 @@ def bench_model(model: Path, data: Path, max_clips: int = 200) -> dict:
     out["device_cycles_per_mac"] = _entry(cycles / macs, "cycles", cmd,
                                           f"median cycles / {macs} stored weights")
     return out
+
+
+def bench_accuracy(model: Path, data: Path) -> dict:
+    """Held-out accuracy (float, integer), the integer reference's speed, the streaming
+    figures (1 h seeded stream) and the recorded training time of the shipped model."""
+    import csv
+
+    from kws.evaluate import evaluate
+    from kws.modelfile import load_model
+    from kws.streameval import evaluate_stream
+    from kws.streamgen import StreamSpec
+
+    shipped = load_model(model)
+    cmd = f"kws eval --model {model} --data {data}"
+    r = evaluate(model, data)
+    out = {"accuracy_int_heldout": _entry(r["accuracy_int"], "fraction", cmd,
+                                          f"{r['n_clips']} held-out clips ({r['split_rule']})"),
+           "accuracy_float_heldout": _entry(r["accuracy_float"], "fraction", cmd,
+                                            f"the same {r['n_clips']} clips, float model")}
+    x = np.random.default_rng(0).integers(-128, 128, (1000, 49, shipped.int_model.n_in))
+    t = _best_time(lambda: shipped.int_model.run(x))
+    out["intref_clips_per_s"] = _entry(1000 / t, "clips/s", "kws bench",
+                                       "IntModel.run, batch of 1000 clips x 49 frames, best of 3")
+    s = evaluate_stream(shipped, data, StreamSpec())
+    scmd = f"kws eval --model {model} --data {data} --stream"
+    p = s["operating_point"]
+    what = (f"{s['hours']:.2f} h held-out stream, {s['at_operating_point']['events']} keywords, "
+            f"threshold {p['threshold']} chosen on validation speakers")
+    out["stream_fa_per_hour"] = _entry(p["fa_per_hour"], "per hour", scmd, what)
+    out["stream_miss_rate"] = _entry(p["miss_rate"], "fraction", scmd, what)
+    metrics = Path(shipped.doc.get("training", {}).get("run_dir", "")) / "metrics.csv"
+    if metrics.is_file():
+        rows = list(csv.DictReader(metrics.read_text().splitlines()))
+        out["training_seconds"] = _entry(
+            sum(float(row["seconds"]) for row in rows), "s", "make train (last step)",
+            f"{len(rows)} epochs of configs/default.yaml, 1 torch thread, from {metrics}")
+    return out
+
+
+QUOTED = [  # published figures: quoted, not measured here
+    "FastGRNN paper (Kusupati et al., NeurIPS 2018): 92.10 % on Google-12 (v0.01, ~22k "
+    "training clips) at 5.5 KB; 537 ms per clip on a 48 MHz Cortex-M0+.",
+    "TensorFlow Lite Micro micro_speech: 18.8 KB model, 4 classes (yes, no, silence, unknown).",
+]
 
 
 def _entry(value: float, unit: str, command: str, what: str) -> dict:
@@ -140,6 +191,9 @@ def run_benchmarks(out: Path, data: Path | None = None, n_clips: int = 1000) -> 
     results["entries"].update(bench_features(Path(data), n_clips, features))
     if (MODEL / "model.json").exists():
         results["entries"].update(bench_model(MODEL, Path(data)))
+        if Path(data) == DEV_DATA:
+            results["entries"].update(bench_accuracy(MODEL, Path(data)))
+    results["quoted_not_measured"] = QUOTED
     with atomic_open(out, "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
@@ -156,4 +210,6 @@ def format_table(results: dict) -> str:
              "| measure | value | unit | what | command |", "|---|---:|---|---|---|"]
     for name, e in results["entries"].items():
         lines.append(f"| {name} | {e['value']:g} | {e['unit']} | {e['what']} | `{e['command']}` |")
+    lines += ["", "Reference figures, **quoted from their publications, not measured here**:", ""]
+    lines += [f"- {q}" for q in results.get("quoted_not_measured", QUOTED)]
     return "\n".join(lines) + "\n"

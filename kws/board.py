@@ -13,11 +13,29 @@ The URL may be a device (`/dev/ttyUSB0`), a pty path (the simulated board) or an
 A reply that is lost, late or damaged is asked for again with the same sequence number; the
 board answers a repeat from its cache without stepping the model twice. Every failure is a
 KwsError that names the port.
+
+What is accepted: a frame that decodes (COBS, CRC-16, length byte), has this request's seq and
+its reply type, and (INFER) the frame count and step counter t the host expects. Anything
+else is dropped: a reply with another seq (a late answer to an earlier request) is stale.
+
+Retries and timeouts: on a clean line a try waits CLEAN_RTO (or `timeout` if shorter): silence
+there means a slow or busy board more likely than a lost frame. Once the line has shown
+damage (a frame that does not decode, or an ERROR reply for a damaged request) it counts as
+noisy for the next NOISY_REQUESTS requests, and a try waits a retransmission timeout learnt
+from the replies seen so far (smoothed round trip + 4 deviations, as TCP does; before the
+first reply: 4x the bytes' time on the wire at the baud + 20 ms), at least MIN_RTO and at
+most `timeout`: a lost delimiter then costs milliseconds, not a second. A damaged reply, or an ERROR reply to our seq saying the board
+got our frame damaged, is answered with a resend at once. After a try with no byte at all the
+next wait doubles, up to `timeout`, so a slow board is still heard. The request fails after
+`retries` + 1 silent tries in a row of which the last waited the full `timeout` (the port is
+silent: wrong port, board not running, cable cut), after GARBLED_LIMIT tries in a row that
+brought bytes but not one valid frame (wrong baud), or after `max_attempts` tries.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -30,21 +48,70 @@ from kws.errors import KwsError
 REPO = Path(__file__).resolve().parent.parent
 SIM_BAUD = 1_000_000  # the simulated board's link: exact at 16 MHz (U2X, UBRR 1)
 BOOT_WAIT_DEVICE = 3.0  # a real Uno resets when the port opens; optiboot waits ~1 s
+CLEAN_RTO = 0.25        # the wait for a reply on a line that has shown no damage (s)
+NOISY_REQUESTS = 100    # requests after the last damaged frame during which the line is noisy
+MIN_RTO = 0.004         # the shortest wait for a reply on a noisy line (s)
+FIRST_SLACK = 0.02      # added to the wire time before any round trip was measured (USB)
+GARBLED_LIMIT = 64      # tries in a row with bytes but no valid frame: not our baud/protocol
+MAX_ATTEMPTS = 20_000   # tries of one request, whatever happens (5 % byte errors: ~220)
+
+
+DEBUG = []
+
+
+class StateError(KwsError):
+    """The board's step counter is not where the host expects it (a frame stepped twice or
+    skipped): on a clean line a firmware bug; on a noisy one, a damaged request that passed
+    the CRC. The state is lost: reset before going on."""
+
+
+class _Reader(P.FrameReader):
+    """P.FrameReader that keeps the bytes of a frame it could not decode (error.raw)."""
+
+    def feed(self, data: bytes) -> list:
+        out: list = []
+        self.buf += data
+        while True:
+            k = self.buf.find(0)
+            if k < 0:
+                if len(self.buf) > self.max_encoded:
+                    self.buf.clear()
+                    self.overlong = True
+                return out
+            chunk = bytes(self.buf[:k])
+            del self.buf[:k + 1]
+            if self.overlong:
+                self.overlong = False
+                e = P.ProtocolError("over-long frame dropped")
+                e.raw = chunk
+                out.append(e)
+                continue
+            if not chunk:
+                continue
+            try:
+                out.append(P.decode_frame(chunk))
+            except P.ProtocolError as e:
+                e.raw = chunk
+                out.append(e)
 
 
 class Board(AbstractContextManager):
-    """The host end of one board. `timeout`: seconds to wait for each reply; `retries`: how
-    many times a request is sent again after silence or a damaged frame."""
+    """The host end of one board. `timeout`: the longest wait for one reply (s); `retries`:
+    how many silent tries in a row are tolerated before the board is given up (module doc).
+    A damaged reply does not count against `retries`: it is resent at once."""
 
     def __init__(self, url: str, baud: int = 115200, *, timeout: float = 1.0, retries: int = 4,
-                 boot_wait: float | None = None, owner=None):
+                 boot_wait: float | None = None, owner=None,
+                 max_attempts: int = MAX_ATTEMPTS):
         self.url, self.baud = str(url), int(baud)
         self.timeout, self.retries = float(timeout), int(retries)
+        self.max_attempts = int(max_attempts)
         is_device = self.url.startswith("/dev/tty") and not self.url.startswith("/dev/pts")
         self.boot_wait = BOOT_WAIT_DEVICE if boot_wait is None and is_device else (boot_wait or 0)
         self.owner = owner              # e.g. the SimBoard process, closed with us
         self.port = None
-        self.reader = P.FrameReader()
+        self._fd: int | None = None     # the port's file descriptor, to wait with select()
+        self.reader = _Reader()
         self._pending: list = []        # decoded items not yet consumed
         self._last = None               # (type, seq, wire bytes) of the last request
         self.seq = int.from_bytes(os.urandom(1), "little")
@@ -52,7 +119,11 @@ class Board(AbstractContextManager):
         self.t = 0                      # frames stepped since the last reset, as we count them
         # link counters (host side)
         self.requests = self.resends = self.timeouts = self.damaged = self.link_errors = 0
-        self.stale = 0
+        self.stale = self.silent = self.rx_bytes = 0
+        self.max_tries = 0              # the most tries one request needed
+        self._rtt: dict[int, list[float]] = {}   # request type -> [smoothed rtt, deviation]
+        self._garbage = b""             # a sample of undecodable bytes, for the error message
+        self._noisy_until = 0           # self.requests below which the line counts as noisy
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -68,6 +139,10 @@ class Board(AbstractContextManager):
             except (serial.SerialException, OSError, ValueError) as e:
                 self.close()
                 raise KwsError(f"cannot open {self.url}: {e}") from None
+            try:
+                self._fd = self.port.fileno()
+            except Exception:  # noqa: BLE001 - socket:// and friends: read with a timeout
+                self._fd = None
         try:
             self.identity = self._handshake()
             if model is not None:
@@ -103,6 +178,7 @@ class Board(AbstractContextManager):
             except Exception:  # noqa: BLE001 - a vanished port cannot be closed twice
                 pass
             self.port = None
+            self._fd = None
         if self.owner is not None:
             self.owner.close()
             self.owner = None
@@ -112,7 +188,7 @@ class Board(AbstractContextManager):
 
     # -- requests -----------------------------------------------------------------------------
 
-    def _silence_error(self, tries: int) -> KwsError:
+    def _silence_error(self, tries: int, seconds: float | None = None) -> KwsError:
         hint = ""
         if self.owner is not None:
             try:
@@ -122,15 +198,24 @@ class Board(AbstractContextManager):
         else:
             hint = (f": is it the right port, at {self.baud} baud, running the kws firmware "
                     "(kws build, kws flash)?")
+        quiet = f" ({seconds:.1f} s of silence)" if seconds is not None else ""
         return KwsError(f"no valid reply from the board at {self.url} after {tries} "
-                        f"tr{'y' if tries == 1 else 'ies'}{hint}")
+                        f"tr{'y' if tries == 1 else 'ies'}{quiet}{hint}")
+
+    def _garbled_error(self, tries: int) -> KwsError:
+        sample = self._garbage[:12].hex(" ")
+        return KwsError(
+            f"the board at {self.url} answers, but with garbage: {tries} tries in a row "
+            f"without one valid frame ({self.rx_bytes} bytes received, e.g. {sample}): is the "
+            f"baud rate right (this end: {self.baud} baud) and does it run the kws firmware "
+            "(kws build, kws flash)?")
 
     def _port_error(self, what: str, e: Exception) -> KwsError:
         if self.owner is not None:          # a simulated board: say why it went away
             try:
                 self.owner.check()
             except KwsError as died:
-                return KwsError(f"{self.url}: {died}")
+                return KwsError(f"{self.url}: {what} failed ({e}): {died}")
         return KwsError(f"{self.url}: {what} failed ({e}): was the board unplugged?")
 
     def _write(self, data: bytes) -> None:
@@ -148,13 +233,19 @@ class Board(AbstractContextManager):
         while True:
             if self._pending:
                 return self._pending.pop(0)
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return None
             try:
+                if self._fd is not None and not self.port.in_waiting:
+                    # wait exactly until the deadline (the port's own read timeout is coarser)
+                    if not select.select([self._fd], [], [], left)[0]:
+                        continue
                 data = self.port.read(self.port.in_waiting or 1)
-            except (serial.SerialException, OSError) as e:
+            except (serial.SerialException, OSError, ValueError) as e:
                 raise self._port_error("read", e) from None
             if data:
+                self.rx_bytes += len(data)
                 self._pending.extend(self.reader.feed(data))
 
     def request(self, type_: int, payload: bytes = b"", *, retries: int | None = None,
@@ -176,34 +267,103 @@ class Board(AbstractContextManager):
             raise KwsError(f"{self.url}: no request to repeat")
         return self._exchange(*self._last, self.retries, self.timeout)
 
+    # -- timing -------------------------------------------------------------------------------
+
+    def _wire_time(self, n_bytes: int) -> float:
+        return n_bytes * 10 / self.baud             # 8N1: 10 bits a byte
+
+    def rto(self, type_: int, n_bytes: int = P.MAX_ENCODED, cap: float | None = None) -> float:
+        """The first wait for a reply to a request of `type_` (module doc)."""
+        cap = self.timeout if cap is None else cap
+        if self.requests >= self._noisy_until:
+            return min(cap, CLEAN_RTO)
+        est = self._rtt.get(type_)
+        if est is None:
+            wait = 4 * self._wire_time(n_bytes + P.MAX_ENCODED) + FIRST_SLACK
+        else:
+            wait = est[0] + max(4 * est[1], MIN_RTO / 2)
+        return min(cap, max(MIN_RTO, wait))
+
+    def _sample(self, type_: int, rtt: float, ambiguous: bool) -> None:
+        """A round trip (RFC 6298's smoothing). `ambiguous`: the last try timed out, so the
+        reply may answer an earlier one (Karn): used only while there is no estimate yet."""
+        est = self._rtt.get(type_)
+        if est is None:
+            self._rtt[type_] = [rtt, rtt / 2]
+        elif not ambiguous:
+            est[1] = 0.75 * est[1] + 0.25 * abs(est[0] - rtt)
+            est[0] = 0.875 * est[0] + 0.125 * rtt
+
     def _exchange(self, type_: int, seq: int, wire: bytes, retries: int,
                   timeout: float) -> P.Frame:
-        for attempt in range(retries + 1):
+        want = type_ | P.T_REPLY
+        silent = garbled = 0            # tries in a row: with no byte / with no valid frame
+        silent_since = None             # when the current run of silent tries began
+        timed_out_since = None          # first send of the current run of timeouts
+        for attempt in range(self.max_attempts):
             if attempt:
                 self.resends += 1
+            self.max_tries = max(self.max_tries, attempt + 1)
+            wait = min(timeout, self.rto(type_, len(wire), timeout) * 2 ** silent)
             self._write(wire)
-            deadline = time.monotonic() + timeout
-            while True:
+            sent = time.monotonic()
+            deadline, rx0, valid, outcome = sent + wait, self.rx_bytes, False, None
+            while outcome is None:
                 item = self._read_item(deadline)
                 if item is None:
-                    self.timeouts += 1
-                    break                               # silence: send again
-                if isinstance(item, P.ProtocolError):
-                    self.damaged += 1                   # a damaged reply, ours most likely
-                    break
-                if item.type == P.T_ERROR:
+                    outcome = "timeout"
+                elif isinstance(item, P.ProtocolError):
+                    self.damaged += 1           # a damaged frame, our reply most likely
+                    self._noisy_until = self.requests + NOISY_REQUESTS
+                    if not self._garbage:
+                        self._garbage = getattr(item, "raw", b"")
+                    if not self._pending:       # (unless more frames are already here)
+                        outcome = "damaged"
+                elif item.seq != seq:
+                    valid = True
+                    self.stale += 1             # a late reply to an earlier request
+                elif item.type == P.T_ERROR:
+                    valid = True
                     code, _ = P.parse_error(item.payload) if len(item.payload) == 2 else (0, 0)
-                    if code in P.LINK_ERRORS or item.seq != seq:
-                        self.link_errors += 1           # the board got a damaged frame
-                        break
-                    raise KwsError(f"{self.url}: the board refused {P.TYPE_NAMES.get(type_)} "
-                                   f"({P.error_text(code)}): firmware and host disagree; "
-                                   "rebuild the firmware with this kws")
-                if item.seq != seq or item.type != (type_ | P.T_REPLY):
-                    self.stale += 1                     # a late reply to an earlier request
-                    continue
-                return item
-        raise self._silence_error(retries + 1)
+                    if code not in P.LINK_ERRORS:
+                        raise KwsError(
+                            f"{self.url}: the board refused {P.TYPE_NAMES.get(type_)} "
+                            f"({P.error_text(code)}): firmware and host disagree; rebuild the "
+                            "firmware with this kws")
+                    self.link_errors += 1       # the board got our frame damaged
+                    self._noisy_until = self.requests + NOISY_REQUESTS
+                    outcome = "nak"
+                elif item.type != want:
+                    valid = True
+                    self.stale += 1
+                else:
+                    now = time.monotonic()
+                    ambiguous = timed_out_since is not None
+                    self._sample(type_, now - (timed_out_since if ambiguous else sent),
+                                 ambiguous)
+                    return item
+            got_bytes = self.rx_bytes > rx0
+            DEBUG.append((outcome, time.monotonic() - sent, wait, got_bytes))
+            garbled = 0 if valid or not got_bytes else garbled + 1
+            if garbled >= GARBLED_LIMIT:
+                raise self._garbled_error(garbled)
+            if outcome == "timeout":
+                self.timeouts += 1
+                timed_out_since = timed_out_since or sent
+                if got_bytes:
+                    silent, silent_since = 0, None
+                else:
+                    self.silent += 1
+                    silent_since = silent_since or sent
+                    silent += 1
+                    if silent > retries and wait >= timeout:
+                        raise self._silence_error(silent, time.monotonic() - silent_since)
+            else:
+                silent, silent_since, timed_out_since = 0, None, None
+        raise KwsError(f"{self.url}: no valid reply to {P.TYPE_NAMES.get(type_)} after "
+                       f"{self.max_attempts} tries ({self.damaged} damaged replies, "
+                       f"{self.link_errors} requests the board got damaged so far): the line "
+                       "is too noisy")
 
     # -- commands ---------------------------------------------------------------------------------
 
@@ -231,18 +391,37 @@ class Board(AbstractContextManager):
         r = P.parse_infer(reply.payload, ident.n_classes, ident.hidden)
         want_t = (0 if reset else self.t) + len(x)
         if len(r.scores) != len(x) or r.t != (want_t & 0xFFFF):
-            raise KwsError(f"{self.url}: the board stepped to frame {r.t} with {len(r.scores)} "
-                           f"score vectors, expected frame {want_t} with {len(x)}")
+            raise StateError(f"{self.url}: the board stepped to frame {r.t} with "
+                             f"{len(r.scores)} score vectors, expected frame {want_t} with "
+                             f"{len(x)}")
         self.t = want_t
         return r
+
+    def listen(self, frame: np.ndarray, *, reset: bool = False) -> P.ListenReply:
+        """One int8 frame [n_in] through the board's stream schedule (firmware/kws/kws_stream.h);
+        reset: start listening anew. The reply has the pooled scores when a window ended."""
+        ident = self._ident()
+        if not ident.caps & P.CAP_LISTEN:
+            raise KwsError(f"{self.url}: this firmware has no LISTEN command (export it again)")
+        x = np.asarray(frame).reshape(-1)
+        if x.shape != (ident.n_in,):
+            raise KwsError(f"{self.url}: LISTEN takes one frame of {ident.n_in} values")
+        payload = bytes([P.F_RESET if reset else 0]) + x.astype(np.int8).tobytes()
+        return P.parse_listen(self.request(P.T_LISTEN, payload).payload, ident.n_classes)
 
     def stats(self) -> P.Stats:
         return P.parse_stats(self.request(P.T_STATS).payload)
 
     def link_counters(self) -> dict:
+        """Host-side counts since open: requests; resends (= retries: tries after the first);
+        timeouts (of which silent: not a byte came); damaged_replies (frames that failed COBS,
+        CRC or length here); link_errors (ERROR replies: the board got our frame damaged);
+        stale_replies (valid frames for another seq or type, dropped); max_tries (the most
+        one request took)."""
         return {"requests": self.requests, "resends": self.resends, "timeouts": self.timeouts,
-                "damaged_replies": self.damaged, "link_errors": self.link_errors,
-                "stale_replies": self.stale}
+                "silent_timeouts": self.silent, "damaged_replies": self.damaged,
+                "link_errors": self.link_errors, "stale_replies": self.stale,
+                "max_tries": self.max_tries, "bytes_received": self.rx_bytes}
 
     def _ident(self) -> P.Identity:
         if self.identity is None:
@@ -278,13 +457,34 @@ def build_sim_firmware(model, *, baud: int = SIM_BAUD, out_dir=None, max_frames:
     return build(model, "uno", out_dir, sim=True, baud=baud, max_frames=max_frames, budget=None)
 
 
-def open_sim_board(fw, model=None, *, timeout: float = 2.0, retries: int = 4) -> Board:
-    """Start a simulated board running `fw` (kws.simboard.Firmware) and connect to it."""
+def open_sim_board(fw, model=None, *, timeout: float = 1.0, retries: int = 4,
+                   faults=None, fault_seed=0, cut_after: int | None = None,
+                   cut: str = "silent") -> Board:
+    """Start a simulated board running `fw` (kws.simboard.Firmware) and connect to it.
+    `faults` (a rate, "flip=..,drop=..,insert=..", or kws.faultproxy.Faults) or `cut_after`:
+    talk to it through a kws.faultproxy.FaultProxy (board.owner; .counters())."""
     from kws.simboard import SimBoard
 
     sim = SimBoard(fw.elf, freq=fw.f_cpu).start()
-    board = Board(sim.port, fw.baud, timeout=timeout, retries=retries, owner=sim)
+    owner, port = sim, sim.port
+    if faults is not None or cut_after is not None:
+        from kws.faultproxy import FaultProxy
+
+        try:
+            owner = FaultProxy(sim.port, faults or 0, seed=fault_seed, cut_after=cut_after,
+                               cut=cut, owner=sim).start()
+        except BaseException:
+            sim.close()
+            raise
+        port = owner.port
+    board = Board(port, fw.baud, timeout=timeout, retries=retries, owner=owner)
     return board.open(model)
+
+
+def fault_counters(board: Board) -> dict | None:
+    """What the fault proxy in front of `board` injected, or None without one."""
+    counters = getattr(board.owner, "counters", None)
+    return counters() if callable(counters) else None
 
 
 class BoardSet(AbstractContextManager, list):
@@ -302,9 +502,15 @@ class BoardSet(AbstractContextManager, list):
 
 def open_boards(spec: str, model, n: int = 1, *, baud: int | None = None,
                 timeout: float | None = None, retries: int = 4, fw=None,
-                build_dir=None, max_frames: int = 1) -> BoardSet:
+                build_dir=None, max_frames: int = 1, faults=None, fault_seed=0,
+                cut_after: int | None = None, cut: str = "silent") -> BoardSet:
     """`spec` "sim": n simulated boards (the firmware is built first, or `fw` used);
-    otherwise one or more serial URLs separated by commas (`n` must not exceed them)."""
+    otherwise one or more serial URLs separated by commas (`n` must not exceed them).
+    `faults`, `cut_after`: simulated boards only, each behind its own fault proxy (seeded
+    fault_seed, fault_seed + 1, ...; open_sim_board)."""
+    if (faults is not None or cut_after is not None) and spec != "sim":
+        raise KwsError("fault injection (--faults, --fault-cut) works on simulated boards "
+                       "only: use --board sim")
     boards = BoardSet()
     try:
         if spec == "sim":
@@ -312,8 +518,11 @@ def open_boards(spec: str, model, n: int = 1, *, baud: int | None = None,
                 fw = build_sim_firmware(model, baud=baud or SIM_BAUD, out_dir=build_dir,
                                         max_frames=max_frames)
             boards.firmware = fw
-            for _ in range(max(1, n)):
-                boards.append(open_sim_board(fw, model, timeout=timeout or 2.0, retries=retries))
+            for i in range(max(1, n)):
+                boards.append(open_sim_board(
+                    fw, model, timeout=timeout or 1.0, retries=retries, faults=faults,
+                    fault_seed=(fault_seed + i if isinstance(fault_seed, int) else fault_seed),
+                    cut_after=cut_after, cut=cut))
         else:
             urls = [u for u in spec.split(",") if u]
             if n > len(urls):

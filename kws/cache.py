@@ -3,13 +3,16 @@
 The cache key covers the feature config and the exact file list: each clip's path relative to
 the data folder, its crop offset, and the file's size and modification time. Change a file,
 add one, or change a feature parameter and the key changes. Files are written to a temp file
-and renamed, so a killed run never leaves a half cache.
+and renamed, so a killed run never leaves a half cache; a cache file that is damaged anyway
+(truncated, a flipped byte: the zip CRC catches it, or not matching its clips and config) is
+reported in one line on stderr and computed again, never used.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +51,8 @@ def load_clip_audio(clips: list[Clip], cfg: FeatureConfig, skip_bad: bool = Fals
                     progress: bool = True) -> tuple[np.ndarray, list[Clip], list[tuple[str, str]]]:
     """Audio [N, clip_samples] of the readable clips; bad files raise, or are skipped if asked."""
     audio, kept, bad = [], [], []
-    for c in tqdm(clips, desc="reading audio", unit="clip", disable=not progress, leave=False):
+    for c in tqdm(clips, desc="reading audio", unit="clip", disable=None if progress else True,
+                  leave=False):  # None: no bar when stderr is not a terminal
         try:
             audio.append(load_audio(c.path, cfg.sample_rate, cfg.clip_samples, c.offset))
             kept.append(c)
@@ -56,6 +60,9 @@ def load_clip_audio(clips: list[Clip], cfg: FeatureConfig, skip_bad: bool = Fals
             if not skip_bad:
                 raise BadAudio(f"{e} (use --skip-bad to skip bad files)") from None
             bad.append((str(c.path), str(e)))
+    if clips and not kept:
+        raise BadAudio(f"none of the {len(clips)} audio files could be read (the first: "
+                       f"{bad[0][1]})")
     empty = np.zeros((0, cfg.clip_samples), np.float32)
     return (np.stack(audio) if audio else empty), kept, bad
 
@@ -69,7 +76,9 @@ def compute_features(clips: list[Clip], root: Path, cfg: FeatureConfig,
     if cache_dir is not None:
         path = Path(cache_dir) / f"features-{cache_key(clips, root, cfg, skip_bad)}.npz"
         if path.exists():
-            return _read(path, clips, root)
+            cached = _read(path, clips, root, cfg)
+            if cached is not None:
+                return cached
     audio, kept, bad = load_clip_audio(clips, cfg, skip_bad, progress)
     features = log_mel_batch(audio, cfg)
     if path is not None:
@@ -79,10 +88,32 @@ def compute_features(clips: list[Clip], root: Path, cfg: FeatureConfig,
     return FeatureSet(features, kept, bad, path, False)
 
 
-def _read(path: Path, clips: list[Clip], root: Path) -> FeatureSet:
-    with np.load(path) as z:
-        features, kept_ids, bad = z["features"], list(z["kept"]), json.loads(str(z["bad"]))
-    by_id = {_id(c, root): c for c in clips}
+def _read(path: Path, clips: list[Clip], root: Path, cfg: FeatureConfig) -> FeatureSet | None:
+    """The cached features, or None (with a one-line warning) if the file is damaged."""
+    try:
+        with np.load(path) as z:
+            features, kept_ids = z["features"], [str(i) for i in z["kept"]]
+            bad, config = json.loads(str(z["bad"])), json.loads(str(z["config"]))
+        ids = [_id(c, root) for c in clips]
+        by_id = dict(zip(ids, clips))
+        kept_set, bad_paths = set(kept_ids), {b[0] for b in bad}
+        if kept_ids != [i for i in ids if i in kept_set]:  # every kept clip, in order
+            raise ValueError("its clip list is not the data's")
+        lost = [i for i, c in zip(ids, clips) if i not in kept_set and str(c.path) not in bad_paths]
+        if lost:                                          # and every other one listed as bad
+            raise ValueError(f"lacks clip {lost[0]}")
+        if config != json.loads(json.dumps(cfg.__dict__)):
+            raise ValueError("made with other feature settings")
+        want = (len(kept_ids), cfg.n_frames, cfg.n_mels)
+        if features.dtype != np.float32 or features.shape != want:
+            raise ValueError(f"features {features.dtype} {features.shape}, expected float32 {want}")
+        if not np.isfinite(features).all():
+            raise ValueError("features hold NaN or infinity")
+    except Exception as e:  # zip, npy, JSON and pickle errors of a damaged file, and the above
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"kws: warning: {path}: damaged feature cache ({reason}); computing it again",
+              file=sys.stderr)
+        return None
     return FeatureSet(features, [by_id[i] for i in kept_ids], [tuple(b) for b in bad], path, True)
 
 

@@ -114,14 +114,42 @@ def cmd_train(args):
 def cmd_eval(args):
     import json
 
+    from kws.atomic import atomic_open
     from kws.evaluate import evaluate, format_report
+    from kws.modelfile import load_model
+    from kws.report import write_report
 
+    model = load_model(args.model)
     report = evaluate(args.model, args.data, split=args.split, skip_bad=args.skip_bad)
     print(format_report(report))
+    device = stream = None
+    if args.board:
+        from kws.verify import format_summary, verify
+        device = verify(model, args.data, board=args.board, boards=args.boards,
+                        split=args.split, progress=True)
+        print(format_summary(device))
+    if args.stream:
+        from kws.streameval import evaluate_stream, format_stream_report
+        from kws.streamgen import StreamSpec
+        out = (args.out or Path("reports") / model.name)
+        stream = evaluate_stream(model, args.data, StreamSpec(seconds=args.hours * 3600,
+                                                              seed=args.seed),
+                                 instances=args.instances, out_dir=out)
+        print(format_stream_report(stream))
+        with atomic_open(Path(args.model) / "detector.json", "w") as f:
+            json.dump({"threshold": stream["operating_point"]["threshold"],
+                       "instances": args.instances, "smooth_windows": 1, "refractory_s": 1.0,
+                       "chosen_by": "kws eval --stream (validation speakers' stream)"}, f,
+                      indent=1)
     if args.json:
-        from kws.atomic import atomic_open
         with atomic_open(args.json, "w") as f:
             json.dump(report, f, indent=1)
+    path = write_report(args.out or Path("reports") / model.name, report, device, stream,
+                        run_dir=model.doc.get("training", {}).get("run_dir"),
+                        sweep_results=Path("runs/levers/results.json"))
+    print(f"report: {path}")
+    if device and device["mismatched_frames"]:
+        raise SystemExit(1)
 
 
 def cmd_sweep(args):
@@ -202,14 +230,15 @@ def cmd_stream(args):
         summary = stream(model, boards[0], chunks, threshold=args.threshold,
                          smooth=args.smooth, refractory_s=args.refractory)
     print(f"{summary['frames']} frames ({summary['seconds']} s), "
-          f"{len(summary['detections'])} detections, board vs python: "
-          f"{summary['mismatched_frames']} mismatched frames")
+          f"{len(summary['detections'])} detections at threshold {summary['threshold']}, "
+          f"board vs python: {summary['mismatched_windows']} of {summary['windows']} "
+          "windows differ")
     if args.json:
         from kws.atomic import atomic_open
         with atomic_open(args.json, "w") as f:
             json.dump(summary, f, indent=1)
-    if summary["mismatched_frames"]:
-        raise KwsError(f"{summary['mismatched_frames']} frames differ from the integer model")
+    if summary["mismatched_windows"]:
+        raise KwsError(f"{summary['mismatched_windows']} windows differ from the integer model")
 
 
 # --- kws bench -------------------------------------------------------------------------------
@@ -267,6 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="testing, validation, training or all (default: %(default)s)")
     p.add_argument("--json", type=Path, help="also write the report as JSON")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable audio files")
+    p.add_argument("--board", help="also run the clips on a board: sim or a serial port")
+    p.add_argument("--boards", type=int, default=1, help="simulated boards in parallel")
+    p.add_argument("--stream", action="store_true",
+                   help="also misses and false accepts per hour on a long seeded stream; "
+                        "stores the chosen threshold in the model folder (detector.json)")
+    p.add_argument("--hours", type=float, default=1.0, help="stream length (default 1 h)")
+    p.add_argument("--seed", type=int, default=0, help="stream seed")
+    p.add_argument("--instances", type=int, default=2,
+                   help="staggered windows in flight (model steps per frame)")
+    p.add_argument("--out", type=Path, help="report folder (default reports/<model>)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("sweep", help="train several configs; table and accuracy-vs-bytes plot")
@@ -290,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("flash", help="upload a built .hex with avrdude")
     p.add_argument("--hex", required=True, type=Path)
     p.add_argument("--board", default="uno",
-                   choices=["uno", "nano", "nano-old", "pro-mini-16", "pro-mini-8"])
+                   choices=["uno", "nano", "nano-old", "pro-mini-16", "pro-mini-8", "sim"])
     p.add_argument("--port", help="default: the one Arduino found by USB VID/PID")
     p.set_defaults(func=cmd_flash)
 
@@ -321,8 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--wav", type=Path, help="a WAV file, paced at real time")
     p.add_argument("--device", help="sounddevice input device (name or number)")
     p.add_argument("--fast", action="store_true", help="a WAV as fast as the board allows")
-    p.add_argument("--threshold", type=float, default=0.7, help="default: %(default)s")
-    p.add_argument("--smooth", type=int, default=5, help="frames of posterior smoothing")
+    p.add_argument("--threshold", type=float,
+                   help="default: the model's detector.json (`kws eval --stream`), else 0.7")
+    p.add_argument("--smooth", type=int, default=1, help="windows of posterior smoothing")
     p.add_argument("--refractory", type=float, default=1.0, help="seconds (default: 1.0)")
     p.add_argument("--json", type=Path, help="also write the summary as JSON")
     p.set_defaults(func=cmd_stream)
@@ -342,11 +382,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except KwsError as e:
-        print(f"kws: error: {e}", file=sys.stderr)
-        return 1
+        print(f"kws: {'interrupted' if e.exit_code == 130 else 'error'}: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("kws: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # disk full, permission denied, a file vanished: not a bug in kws
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"kws: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     return 0
 
 

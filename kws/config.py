@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -34,6 +35,9 @@ class FeatureConfig:
     log_floor: float = 1e-6        # log(max(mel_power, floor)); audio is in [-1, 1]
 
     def __post_init__(self):
+        _positive(self, "features", "sample_rate", "clip_samples", "n_fft", "n_mels")
+        if not self.log_floor > 0:
+            raise KwsError("features.log_floor must be > 0")
         if not 0 < self.win_length <= self.n_fft:
             raise KwsError(f"features.win_length must be in (0, n_fft={self.n_fft}]")
         if self.hop_length <= 0 or self.clip_samples < self.win_length:
@@ -90,6 +94,7 @@ class ModelConfig:
     budget_bytes: int = 1024       # `kws train` refuses to ship a model over this
 
     def __post_init__(self):
+        _positive(self, "model", "hidden", "rank_w", "rank_u", "pool_frames", "budget_bytes")
         if self.arch not in ("fastgrnn", "gru"):
             raise KwsError(f"model.arch must be fastgrnn or gru, not {self.arch!r}")
         if self.weight_bits not in (4, 8):
@@ -128,6 +133,27 @@ class TrainConfig:
     distill_weight: float = 0.0
     distill_temperature: float = 2.0
 
+    def __post_init__(self):
+        _positive(self, "train", "batch_size", "lr", "distill_temperature")
+        for key in ("epochs_dense", "epochs_sparsify", "epochs_sparse", "epochs_quant",
+                    "spec_mask_bins", "spec_mask_frames", "lr_final", "weight_decay",
+                    "shift_ms"):
+            if getattr(self, key) < 0:
+                raise KwsError(f"train.{key} must be >= 0, not {getattr(self, key)}")
+        for key in ("noise_prob", "distill_weight"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise KwsError(f"train.{key} must be in [0, 1], not {getattr(self, key)}")
+        for key in ("snr_db", "gain_db"):
+            lo, hi = getattr(self, key)
+            if lo > hi:
+                raise KwsError(f"train.{key} is a range [low, high], not [{lo}, {hi}]")
+
+
+def _positive(section, name: str, *keys: str) -> None:
+    for key in keys:
+        if not getattr(section, key) > 0:
+            raise KwsError(f"{name}.{key} must be > 0, not {getattr(section, key)}")
+
 
 @dataclass(frozen=True)
 class Config:
@@ -135,6 +161,14 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.model.pool_frames > self.features.n_frames:
+            raise KwsError(f"model.pool_frames {self.model.pool_frames} is more than the "
+                           f"{self.features.n_frames} frames of a clip")
+
+
+_YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def _check_type(value, hint, where: str):
@@ -153,15 +187,25 @@ def _check_type(value, hint, where: str):
     elif dataclasses.is_dataclass(hint):
         if isinstance(value, dict):
             return _from_dict(hint, value, where)
+        raise KwsError(f"config section {where!r}: expected a mapping of keys, got "
+                       f"{type(value).__name__} {value!r}")
     elif origin in (list, tuple):
-        (item,) = typing.get_args(hint)[:1] or (typing.Any,)
-        if isinstance(value, list):
-            return origin(_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+        args = typing.get_args(hint)
+        fixed = origin is tuple and args and args[-1] is not Ellipsis
+        item = args[0] if args else typing.Any
+        if isinstance(value, (list, tuple)) and (not fixed or len(value) == len(args)):
+            return origin(_check_type(v, args[i] if fixed else item, f"{where}[{i}]")
+                          for i, v in enumerate(value))
+        size = f"{len(args)} " if fixed else ""
+        raise KwsError(f"config key {where!r}: expected a list of {size}"
+                       f"{getattr(item, '__name__', item)}, got {type(value).__name__} {value!r}")
     elif hint is typing.Any:
         return value
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _YAML11_FLOAT.match(value):
+            return float(value)  # PyYAML reads 1e-3 (no dot) as a string
     elif hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -176,8 +220,11 @@ def _from_dict(cls, data: dict, where: str = ""):
     known = {f.name for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in known:
-            path = f"{where}.{key}" if where else str(key)
-            raise KwsError(f"unknown config key {path!r} (known: {', '.join(sorted(known))})")
+            if not where:
+                raise KwsError(f"unknown config section {str(key)!r} (sections: "
+                               f"{', '.join(sorted(known))})")
+            raise KwsError(f"unknown config key {f'{where}.{key}'!r} in section {where!r} "
+                           f"(its keys: {', '.join(sorted(known))})")
     kwargs = {k: _check_type(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
 
@@ -185,7 +232,8 @@ def _from_dict(cls, data: dict, where: str = ""):
 def config_from_dict(data: dict, cls=Config):
     """Build a config dataclass from plain data, refusing unknown keys and wrong types."""
     if not isinstance(data, dict):
-        raise KwsError("a config must be a mapping of sections")
+        raise KwsError(f"a config must be a mapping of sections (features:, data:, ...), "
+                       f"not a {type(data).__name__}")
     return _from_dict(cls, data)
 
 
@@ -196,14 +244,41 @@ def load_config(path: str | Path, cls=Config):
         text = path.read_text()
     except OSError as e:
         raise KwsError(f"cannot read config {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise KwsError(f"{path}: not a text file (a config is YAML)") from None
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=_StrictLoader)
+    except KwsError as e:
+        raise KwsError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
-        raise KwsError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise KwsError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
+    if data is None:
+        data = {}
     try:
         return config_from_dict(data, cls)
     except KwsError as e:
         raise KwsError(f"{path}: {e}") from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load, but a key given twice in one mapping is an error, not "the last one wins"."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    raise KwsError(f"key {key_node.value!r} given twice (line "
+                                   f"{key_node.start_mark.line + 1})")
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """'line L column C: problem' of a YAML error, on one line."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"line {mark.line + 1} column {mark.column + 1}: {problem}" if mark else problem
 
 
 def config_to_dict(config) -> dict:

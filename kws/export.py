@@ -32,7 +32,7 @@ from kws.intmodel import BIASES, MATRICES, IntModel
 
 REPO = Path(__file__).resolve().parent.parent
 KERNEL_DIR = REPO / "firmware" / "kws"
-KERNEL_FILES = ("kws_model.c", "kws_model.h", "kws_port.h")
+KERNEL_FILES = ("kws_model.c", "kws_model.h", "kws_port.h", "kws_stream.c", "kws_stream.h")
 PROTO_DIR = REPO / "firmware" / "protocol"
 PROTO_FILES = ("kws_proto.c", "kws_proto.h")
 TEMPLATE = REPO / "firmware" / "sketch" / "template.ino"
@@ -167,7 +167,7 @@ def model_header(im: IntModel, *, name: str = "", model_hash: str = "",
     return "\n".join(out)
 
 
-def config_header(baud: int | None = None, max_frames: int = 1) -> str:
+def config_header(baud: int | None = None, max_frames: int = 1, schedule=None) -> str:
     """kws_config.h: the sketch's build options. `baud`: the serial speed, overriding the
     board profile's (avr.mk passes KWS_BAUD); None keeps the profile's."""
     if baud is not None and not (300 <= int(baud) <= 2_000_000):
@@ -178,8 +178,11 @@ def config_header(baud: int | None = None, max_frames: int = 1) -> str:
            "#ifndef KWS_CONFIG_H", "#define KWS_CONFIG_H", ""]
     if baud is not None:
         out.append(f"#define KWS_CONFIG_BAUD {int(baud)}UL  /* serial speed (not the profile's) */")
-    out += [f"#define KWS_PROTO_MAX_FRAMES {int(max_frames)}  /* frames per INFER request */",
-            "", "#endif", ""]
+    out.append(f"#define KWS_PROTO_MAX_FRAMES {int(max_frames)}  /* frames per INFER request */")
+    if schedule is not None:   # LISTEN: the stream schedule of kws.windows
+        out += ["", "/* listening to a stream: kws/windows.py, firmware/kws/kws_stream.h */"]
+        out += [f"#define {k} {v}" for k, v in schedule.constants().items()]
+    out += ["", "#endif", ""]
     return "\n".join(out)
 
 
@@ -203,6 +206,14 @@ def check_budget(im: IntModel, budget: int | None, what: str = "model") -> None:
     n = im.n_bytes()
     if budget is not None and n > budget:
         raise KwsError(f"{what} is {n} bytes, over the budget of {budget} by {n - budget} bytes")
+
+
+def listen_schedule(model):
+    """The stream schedule the firmware is built with (kws.windows; the number of instances
+    stored by `kws eval --stream` in the model folder, else 2)."""
+    from kws.windows import Schedule, stored_settings
+
+    return Schedule.for_model(model, stored_settings(model)["instances"])
 
 
 def _load(model):
@@ -234,7 +245,7 @@ def export(model_folder, out_dir, sketch_name: str = DEFAULT_SKETCH, *,
     files = {
         f"{sketch_name}.ino": TEMPLATE.read_text(),
         "model_data.h": header,
-        "kws_config.h": config_header(baud, max_frames),
+        "kws_config.h": config_header(baud, max_frames, listen_schedule(model)),
     }
     for f in KERNEL_FILES:
         files[f] = (KERNEL_DIR / f).read_text()
@@ -262,11 +273,42 @@ def build(model_folder, board: str = "uno", out_dir=None, sketch_name: str = DEF
     out_dir: build/fw). `baud`, `max_frames`: see export()."""
     from kws.simboard import ensure_built
 
+    model = _load(model_folder)
+    flash_max = board_flash(board)
+    n = model.int_model.n_bytes()
+    if n > flash_max:   # avr-gcc fails on such arrays with obscure messages: say it plainly
+        raise KwsError(f"model {model.name!r} is {n} bytes, more than the {board}'s whole "
+                       f"flash for sketches ({flash_max} bytes) by {n - flash_max} bytes")
     out_dir = Path(out_dir) if out_dir else REPO / "build" / "fw"
-    sketch = export(model_folder, out_dir / "src", sketch_name, frames=frames, budget=budget,
+    sketch = export(model, out_dir / "src", sketch_name, frames=frames, budget=budget,
                     baud=baud, max_frames=max_frames)
-    fw = ensure_built(sketch, out_dir / f"{sketch_name}-{board}", board=board, sim=sim)
+    try:
+        fw = ensure_built(sketch, out_dir / f"{sketch_name}-{board}", board=board, sim=sim)
+    except KwsError as e:
+        m = re.search(r"region `?text'? overflowed by (\d+) bytes", str(e))
+        if m:
+            raise KwsError(f"the firmware for {board} with model {model.name!r} ({n} bytes) "
+                           f"does not fit the flash: over by {m[1]} bytes") from None
+        raise
+    check_firmware_fits(fw, board)
     return dataclasses.replace(fw, baud=int(baud)) if baud is not None else fw
+
+
+def board_flash(board: str) -> int:
+    """Flash bytes a sketch may use on a board profile (firmware/avr.mk FLASH_MAX)."""
+    from kws.simboard import _make
+
+    return int(_make([f"BOARD={board}", "print-FLASH_MAX"], f"board profile {board}").split()[0])
+
+
+def check_firmware_fits(fw, board: str) -> None:
+    """Refuse a built firmware over the board's flash or RAM; its .hex is removed, so
+    `kws flash` cannot upload it."""
+    for what, used, limit in (("flash", fw.flash, fw.flash_max), ("RAM", fw.ram, fw.ram_max)):
+        if used > limit:
+            Path(fw.hex).unlink(missing_ok=True)
+            raise KwsError(f"the firmware for {board} needs {used} bytes of {what}, the board "
+                           f"has {limit}: over by {used - limit} bytes")
 
 
 def model_symbol_sizes(elf: str | os.PathLike) -> dict[str, int]:

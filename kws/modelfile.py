@@ -11,15 +11,18 @@
     integer               exponents, zeta, nu, formats and the integer arrays (lists)
     bytes                 total and per array: exactly what the firmware stores
     hash                  sha256 of the canonical `integer` section; the board reports it
+    float_weights_sha256  sha256 of float_weights.npz (absent in older folders: not checked)
     metrics, training     accuracies and where the model came from (informational)
 
-`float_weights.npz` holds the float parameters. Writes are atomic; a truncated, tampered,
-foreign or older-format file is a clear `KwsError`.
+`float_weights.npz` holds the float parameters. Writes are atomic (the weights first, then
+model.json, which names the weights' hash: a folder left between the two is caught); a
+truncated, tampered, foreign or older-format file is a one-line `KwsError` naming the file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -75,12 +78,32 @@ class ShippedModel:
         return quantize_features(features, self.mean, self.std, self.int_model.qx)
 
     def float_weights(self) -> dict[str, np.ndarray]:
+        """The float parameters, checked against model.json (hash, names and shapes)."""
         path = self.folder / "float_weights.npz"
         try:
-            with np.load(path) as z:
-                return dict(z)
-        except (OSError, ValueError) as e:
-            raise KwsError(f"{path}: cannot read float weights ({e})") from None
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            raise KwsError(f"{path}: missing: the model folder is incomplete (copy the whole "
+                           "folder, or ship the model again)") from None
+        except OSError as e:
+            raise KwsError(f"{path}: cannot read float weights ({e.strerror})") from None
+        expected = self.doc.get("float_weights_sha256")
+        if expected and (actual := hashlib.sha256(blob).hexdigest()) != expected:
+            raise KwsError(f"{path}: content hash mismatch: model.json says {expected[:16]}, the "
+                           f"file hashes to {actual[:16]}: changed, damaged or from another model")
+        try:
+            with np.load(io.BytesIO(blob)) as z:
+                weights = dict(z)
+        except Exception as e:  # zipfile, pickle and format errors of a damaged .npz
+            raise KwsError(f"{path}: not a readable .npz, truncated? ({_first_line(e)})") from None
+        for name, values in self.doc["integer"]["arrays"].items():
+            want = np.shape(values)
+            if name not in weights:
+                raise KwsError(f"{path}: no float weights for {name}")
+            if weights[name].shape != want:
+                raise KwsError(f"{path}: {name} has shape {weights[name].shape}, model.json "
+                               f"says {want}")
+        return weights
 
 
 def save_model(folder: Path, name: str, im: IntModel, features: FeatureConfig,
@@ -103,9 +126,12 @@ def save_model(folder: Path, name: str, im: IntModel, features: FeatureConfig,
         "hash": model_hash(integer),
         "metrics": metrics, "training": training,
     }
+    buf = io.BytesIO()
+    np.savez(buf, **float_weights)
+    doc["float_weights_sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
     folder = Path(folder)
     with atomic_open(folder / "float_weights.npz", "wb") as f:
-        np.savez(f, **float_weights)
+        f.write(buf.getvalue())
     with atomic_open(folder / "model.json", "w") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
@@ -120,21 +146,33 @@ def load_model(folder: str | Path) -> ShippedModel:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise KwsError(f"no model at {path} (train one with `kws train`)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except IsADirectoryError:
+        raise KwsError(f"no model at {path} (a folder, not a model.json)") from None
+    except OSError as e:
+        raise KwsError(f"{path}: cannot read the model file ({e.strerror})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise KwsError(f"{path}: not a readable model file, truncated? ({e})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise KwsError(f"{path}: not a kws model file")
+        what = f"format {doc.get('format')!r}" if isinstance(doc, dict) and "format" in doc \
+            else f"a JSON {type(doc).__name__} without a format field"
+        raise KwsError(f"{path}: not a kws model file ({what}, expected {FORMAT!r})")
     if doc.get("version") != FORMAT_VERSION:
         raise KwsError(f"{path}: model format version {doc.get('version')}, this kws reads "
                        f"version {FORMAT_VERSION}: retrain or export it again")
     try:
-        if model_hash(doc["integer"]) != doc["hash"]:
-            raise KwsError(f"{path}: content hash mismatch: the file was changed or damaged")
+        stored, actual = doc["hash"], model_hash(doc["integer"])
+        if actual != stored:
+            raise KwsError(f"{path}: content hash mismatch: the file says {str(stored)[:16]}, its "
+                           f"integer model hashes to {actual[:16]}: changed or damaged")
         model = ShippedModel(doc, path.parent)
-    except KwsError:
-        raise
-    except (KeyError, TypeError, ValueError) as e:
+        if model.int_model.n_bytes() != doc["bytes"]["total"]:
+            raise KwsError(f"byte count {doc['bytes']['total']} does not match its arrays")
+    except KwsError as e:
+        raise KwsError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise KwsError(f"{path}: incomplete model file (missing or bad {e})") from None
-    if model.int_model.n_bytes() != doc["bytes"]["total"]:
-        raise KwsError(f"{path}: byte count {doc['bytes']['total']} does not match its arrays")
     return model
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -21,10 +21,10 @@ from kws.errors import KwsError
 PROTOCOL_VERSION = 1
 
 # frame types
-T_IDENTIFY, T_RESET, T_INFER, T_STATS = 0x01, 0x02, 0x03, 0x04
+T_IDENTIFY, T_RESET, T_INFER, T_STATS, T_LISTEN = 0x01, 0x02, 0x03, 0x04, 0x05
 T_REPLY, T_ERROR = 0x80, 0xFF
 TYPE_NAMES = {T_IDENTIFY: "IDENTIFY", T_RESET: "RESET", T_INFER: "INFER", T_STATS: "STATS",
-              T_ERROR: "ERROR"}
+              T_LISTEN: "LISTEN", T_ERROR: "ERROR"}
 
 # ERROR codes
 E_CRC, E_COBS, E_SHORT, E_LENGTH, E_OVERFLOW, E_TYPE, E_ARG = range(1, 8)
@@ -35,7 +35,7 @@ LINK_ERRORS = frozenset({E_CRC, E_COBS, E_SHORT, E_LENGTH, E_OVERFLOW})  # resen
 
 # INFER flags, IDENTIFY capabilities
 F_RESET, F_HIDDEN = 0x01, 0x02
-CAP_TIMER, CAP_HIDDEN, CAP_STACK = 0x01, 0x02, 0x04
+CAP_TIMER, CAP_HIDDEN, CAP_STACK, CAP_LISTEN = 0x01, 0x02, 0x04, 0x08
 
 HEADER, OVERHEAD, MAX_PAYLOAD, HASH_BYTES = 3, 5, 255, 16
 # the longest COBS-encoded frame: OVERHEAD + MAX_PAYLOAD bytes, plus one code byte per 254
@@ -269,6 +269,23 @@ def parse_infer(payload: bytes, n_classes: int, hidden: int) -> InferReply:
     if flags & F_HIDDEN:
         h = np.frombuffer(payload, "<i2", hidden, 4 + 4 * k + 4 * k * n_classes).astype(np.int64)
     return InferReply(t, flags, cycles, scores.reshape(k, n_classes), h)
+
+
+@dataclass
+class ListenReply:
+    pos: int                      # the frame's place in the schedule's period
+    cycles: int                   # of every instance's step on this frame
+    pooled: np.ndarray | None     # [classes] int64 when a window ended at this frame
+
+
+def parse_listen(payload: bytes, n_classes: int) -> ListenReply:
+    if len(payload) not in (8, 8 + 4 * n_classes) or payload[0] not in (0, 1) or \
+            len(payload) != 8 + 4 * n_classes * payload[0]:
+        raise ProtocolError(f"LISTEN reply of {len(payload)} bytes")
+    pooled = (np.frombuffer(payload, "<i4", n_classes, 8).astype(np.int64)
+              if payload[0] else None)
+    return ListenReply(int.from_bytes(payload[2:4], "little"),
+                       int.from_bytes(payload[4:8], "little"), pooled)
 
 
 def parse_stats(payload: bytes) -> Stats:

@@ -56,7 +56,7 @@ def plot_confusion(confusion, classes, path: Path, title: str):
 
 
 def plot_training(metrics_csv: Path, path: Path, title: str):
-    rows = list(csv.DictReader(open(metrics_csv)))
+    rows = list(csv.DictReader(Path(metrics_csv).read_text().splitlines()))
     plt = _figure()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
     ep = [int(r["epoch"]) for r in rows]

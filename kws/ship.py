@@ -31,9 +31,10 @@ def ship(result: dict, config: Config, name: str, out: Path) -> dict:
     im = from_torch(model)
     n_bytes = im.n_bytes()
     if n_bytes > config.model.budget_bytes:
-        raise KwsError(f"model is {n_bytes} bytes, over its budget of "
-                       f"{config.model.budget_bytes} by {n_bytes - config.model.budget_bytes}: "
-                       "not shipped (lower model.hidden / ranks / density, or use 4-bit weights)")
+        budget = config.model.budget_bytes
+        raise KwsError(f"model is {n_bytes} bytes, over its budget of {budget} by "
+                       f"{n_bytes - budget} bytes (model.budget_bytes): not shipped (lower "
+                       "model.hidden / ranks / density, or use 4-bit weights)")
     pool = config.model.pool_frames
     metrics = {"val_int_checkpoint": result["best"].get("val_int")}
     for split, (x, y) in data.eval_sets.items():

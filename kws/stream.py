@@ -1,12 +1,10 @@
 """`kws stream`: live keyword spotting. Audio (a microphone or a WAV) becomes one feature frame
 every hop, the board steps the model on it, and a detector turns the scores into detections.
 
-The board's state is carried across frames, as on a device listening for hours; the Python
-integer model runs beside it on the same int8 frames, so every frame is also a bit-exact check.
-
-Detector: the softmax of each frame's scores is averaged over the last `smooth` frames
-(posterior smoothing); a keyword is detected when its smoothed posterior reaches `threshold`,
-and then no detection is made for `refractory_s` seconds.
+The board listens with the stream schedule of `kws.windows` (staggered windows one clip
+long, LISTEN in firmware/PROTOCOL.md), as a device does for hours; the Python integer model
+runs the same schedule beside it on the same int8 frames, so every window is also a
+bit-exact check. The detector (`Detector`) turns window outputs into detections.
 """
 
 from __future__ import annotations
@@ -26,34 +24,58 @@ from kws.features import log_mel_frames
 
 @dataclass
 class Detection:
-    time_s: float      # end of the frame that fired, from the start of the stream
+    time_s: float      # end of the window that fired, from the start of the stream
     word: str
     score: float       # smoothed posterior
 
 
+def posteriors(pooled: np.ndarray, scale: float) -> np.ndarray:
+    """Softmax over classes of pooled integer scores [windows, classes] times `scale`."""
+    logits = np.asarray(pooled, np.float64) * scale
+    p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return p / p.sum(axis=-1, keepdims=True)
+
+
 class Detector:
-    def __init__(self, classes: list[str], score_exponent: int, hop_s: float, smooth: int = 5,
-                 threshold: float = 0.7, refractory_s: float = 1.0):
-        self.classes, self.hop_s = classes, hop_s
-        self.scale = 2.0 ** -(score_exponent + QH)   # integer scores -> real logits
+    """Window outputs in, detections out (the same code for `kws stream` and `kws eval --stream`).
+
+    Each window's posterior (softmax of its mean pooled scores) is averaged over the last
+    `smooth` windows; a keyword fires when its average reaches `threshold`, and then nothing
+    fires for `refractory_s` (counted in windows, so no float drift).
+    """
+
+    def __init__(self, classes: list[str], scale: float, window_s: float, stride_s: float,
+                 smooth: int = 1, threshold: float = 0.7, refractory_s: float = 1.0):
+        self.classes, self.scale = classes, scale
+        self.window_s, self.stride_s = window_s, stride_s
         self.keywords = [i for i, c in enumerate(classes) if c in KEYWORDS]
         self.threshold = threshold
-        self.refractory = round(refractory_s / hop_s)   # in frames: no float drift
-        self.window: deque = deque(maxlen=smooth)
-        self.frame, self.last = 0, -(10 ** 9)
+        self.refractory = round(refractory_s / stride_s)
+        self.recent: deque = deque(maxlen=smooth)
+        self.n, self.last = 0, -(10 ** 9)
 
-    def push(self, scores: np.ndarray) -> Detection | None:
-        """Feed one frame's integer scores; returns a detection or None."""
-        logits = np.asarray(scores, np.float64) * self.scale
-        p = np.exp(logits - logits.max())
-        self.window.append(p / p.sum())
-        self.frame += 1
-        smoothed = np.mean(self.window, axis=0)
+    @staticmethod
+    def args_for(model, schedule, **kw) -> dict:
+        """Constructor arguments for a shipped model listening with `schedule`."""
+        cfg = model.features
+        return dict(classes=model.classes,
+                    scale=2.0 ** -(model.int_model.exponents["Wc"] + QH) / schedule.pool,
+                    window_s=((schedule.period - 1) * cfg.hop_length + cfg.win_length)
+                    / cfg.sample_rate,
+                    stride_s=schedule.stride * cfg.hop_length / cfg.sample_rate, **kw)
+
+    def push(self, pooled: np.ndarray, time_s: float) -> Detection | None:
+        """Feed one window's pooled integer scores; returns a detection or None."""
+        return self.decide(posteriors(np.asarray(pooled)[None], self.scale)[0], time_s)
+
+    def decide(self, p: np.ndarray, time_s: float) -> Detection | None:
+        self.recent.append(p)
+        self.n += 1
+        smoothed = np.mean(self.recent, axis=0)
         best = max(self.keywords, key=lambda i: smoothed[i])
-        if smoothed[best] >= self.threshold and self.frame - self.last >= self.refractory:
-            self.last = self.frame
-            return Detection(round(self.frame * self.hop_s, 3), self.classes[best],
-                             float(smoothed[best]))
+        if smoothed[best] >= self.threshold and self.n - self.last >= self.refractory:
+            self.last = self.n
+            return Detection(round(time_s, 3), self.classes[best], float(smoothed[best]))
         return None
 
 
@@ -110,28 +132,42 @@ def mic_chunks(sample_rate: int, hop: int, device=None):
             yield q.get()
 
 
-def stream(model, board, chunks, threshold: float = 0.7, smooth: int = 5,
-           refractory_s: float = 1.0, on_detection=print) -> dict:
-    """Run `chunks` of audio through the board; returns a summary. Ctrl-C ends it cleanly."""
-    cfg, im = model.features, model.int_model
-    hop_s = cfg.hop_length / cfg.sample_rate
-    detectors = {who: Detector(model.classes, im.exponents["Wc"], hop_s, smooth, threshold,
-                               refractory_s) for who in ("board", "python")}
-    maker, h = FrameMaker(cfg), None
-    board.reset()
-    frames = mismatches = 0
+def stream(model, board, chunks, threshold: float | None = None, smooth: int = 1,
+           refractory_s: float = 1.0, instances: int | None = None,
+           on_detection=print) -> dict:
+    """Run `chunks` of audio through the board's stream schedule (LISTEN) with the Python
+    integer model beside it; returns a summary. Ctrl-C ends it cleanly. threshold and
+    instances default to the model folder's detector.json (`kws eval --stream`)."""
+    from kws.windows import Schedule, WindowRunner, stored_settings
+
+    stored = stored_settings(model)
+    threshold = stored["threshold"] if threshold is None else threshold
+    schedule = Schedule.for_model(model, instances or stored["instances"])
+    cfg = model.features
+    args = Detector.args_for(model, schedule, smooth=smooth, threshold=threshold,
+                             refractory_s=refractory_s)
+    detectors = {who: Detector(**args) for who in ("board", "python")}
+    runner, maker = WindowRunner(model.int_model, schedule), FrameMaker(cfg)
+    frames = windows = mismatches = 0
+    cycles: list[int] = []
     found: dict[str, list[Detection]] = {"board": [], "python": []}
     try:
         for chunk in chunks:
             for feat in maker.push(chunk):
                 x = model.quantize(feat[None])[0]
-                got = board.infer(x).scores[0]
-                want, states = im.run(x[None, None], h0=h, return_state=True)
-                h = states[:, -1]
+                got = board.listen(x, reset=frames == 0)
+                want = runner.push(x)
                 frames += 1
-                mismatches += int(not np.array_equal(got, want[0, 0]))
-                for who, scores in (("python", want[0, 0]), ("board", got)):
-                    d = detectors[who].push(scores)
+                cycles.append(got.cycles)
+                if want is None and got.pooled is None:
+                    continue
+                windows += 1
+                if want is None or got.pooled is None or not np.array_equal(want, got.pooled):
+                    mismatches += 1
+                    continue
+                t = ((frames - 1) * cfg.hop_length + cfg.win_length) / cfg.sample_rate
+                for who, pooled in (("python", want), ("board", got.pooled)):
+                    d = detectors[who].push(pooled, t)
                     if d:
                         found[who].append(d)
                         if who == "board":
@@ -141,6 +177,10 @@ def stream(model, board, chunks, threshold: float = 0.7, smooth: int = 5,
                                          f"  (python: {'same' if agree else 'differs'})")
     except KeyboardInterrupt:
         pass
-    return {"frames": frames, "seconds": round(frames * hop_s, 2), "mismatched_frames": mismatches,
+    return {"frames": frames, "seconds": round(frames * cfg.hop_length / cfg.sample_rate, 2),
+            "windows": windows, "mismatched_windows": mismatches,
+            "threshold": threshold, "instances": schedule.instances,
+            "cycles_per_frame": ({"min": int(min(cycles)), "median": float(np.median(cycles)),
+                                  "max": int(max(cycles))} if cycles else None),
             "detections": [d.__dict__ for d in found["board"]],
             "python_detections": [d.__dict__ for d in found["python"]]}

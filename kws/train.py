@@ -9,9 +9,10 @@
 
 Every epoch: augmented batches (time shift, background noise at a random SNR, gain; optional
 SpecAugment and distillation from a float teacher), then validation accuracy of the float and
-of the integer model. The checkpoint is written atomically each epoch; `--resume` continues
-from it (also after Ctrl-C), and a fixed seed gives the same model twice. The shipped model is
-the best integer model on validation, never chosen on test.
+of the integer model. The checkpoint is written atomically at the end of each epoch; Ctrl-C
+keeps the last one (the epoch it interrupts is dropped, never saved half-done), `--resume`
+continues from it, and a fixed seed gives the same model as an uninterrupted run. The shipped
+model is the best integer model on validation, never chosen on test.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from kws.atomic import atomic_open, atomic_path
 from kws.cache import compute_features, load_clip_audio
 from kws.config import Config, config_to_dict
 from kws.dataset import BACKGROUND, TASKS, Dataset, load_dataset
-from kws.errors import KwsError
+from kws.errors import Interrupted, KwsError
 from kws.features import BatchLogMel, norm_stats
 from kws.model import FastGRNN, GRUBaseline
 
@@ -64,6 +65,7 @@ class TrainingData:
         self.labels = self.dataset.labels(kept)
         clean = compute_features(self.dataset.clips, self.dataset.root, fc, cache_dir,
                                  skip_bad=True)
+        self.bad = clean.bad          # unreadable files, skipped (train() reports them)
         split = np.array([c.split for c in clean.clips])
         self.mean, self.std = norm_stats(clean.features[split == "training"])
         self.eval_sets = {}
@@ -195,7 +197,8 @@ class Trainer:
         self.augment = Augmenter(data, config)
         self.teacher = load_teacher(config) if config.train.distill_weight > 0 else None
         if config.train.init_from:
-            self.model.load_state_dict(load_run_model(config.train.init_from, "train.init_from"))
+            load_state(self.model, load_run_model(config.train.init_from, "train.init_from"),
+                       "train.init_from")
         self.epoch, self.best, self.history = 0, None, []
 
     # checkpoints --------------------------------------------------------------------------------
@@ -216,13 +219,21 @@ class Trainer:
         try:
             s = torch.load(path, weights_only=False)
         except Exception as e:  # torch raises many kinds for a damaged file
-            raise KwsError(f"{path}: cannot resume from a damaged checkpoint ({e})") from None
-        self.model.load_state_dict(s["model"])
-        self.opt.load_state_dict(s["opt"])
-        self.epoch, self.best, self.history = s["epoch"], s["best"], s["history"]
-        if s["exponents"] is not None:
-            self.model.exponents = s["exponents"]
-        torch.set_rng_state(s["torch_rng"])
+            raise KwsError(f"{path}: cannot resume from a damaged checkpoint "
+                           f"({_first_line(e)}); delete it to start the run again") from None
+        try:
+            self.model.load_state_dict(s["model"])
+            self.opt.load_state_dict(s["opt"])
+            self.epoch, self.best, self.history = int(s["epoch"]), s["best"], list(s["history"])
+            if s["exponents"] is not None:
+                self.model.exponents = s["exponents"]
+            torch.set_rng_state(s["torch_rng"])
+        except Exception as e:  # a foreign dict, or a model of another shape
+            raise KwsError(f"{path}: checkpoint does not fit this config's model "
+                           f"({_first_line(e)}): resume with the run's own config.yaml") from None
+        if not 0 <= self.epoch <= total_epochs(self.config) or len(self.history) != self.epoch:
+            raise KwsError(f"{path}: checkpoint at epoch {self.epoch} does not fit this config's "
+                           f"{total_epochs(self.config)} epochs")
         return True
 
     # one epoch ------------------------------------------------------------------------------------
@@ -247,7 +258,7 @@ class Trainer:
         model.train()
         losses = []
         bar = tqdm(range(n_batches), desc=f"epoch {self.epoch + 1}/{total_epochs(cfg)} {phase}",
-                   leave=False, unit="batch")
+                   leave=False, unit="batch", disable=None)  # None: no bar without a terminal
         for b in bar:
             for g in self.opt.param_groups:
                 g["lr"] = self.lr_at(self.epoch + b / n_batches)
@@ -290,25 +301,34 @@ class Trainer:
         # choose among the epochs of the last phase: the model that will be shipped as is
         select_phase = phase_of(total_epochs(cfg) - 1, cfg)
         selector = "val_int" if select_phase == "quant" else "val_float"
+        saved = self.epoch if (self.run_dir / "checkpoint.pt").exists() else None
         try:
             while self.epoch < total_epochs(cfg):
                 t0 = time.perf_counter()
                 row = self.run_epoch()
                 row["seconds"] = round(time.perf_counter() - t0, 1)
-                self.history.append(row)
-                self.epoch += 1
+                # the epoch's end: everything below only reads it, then saves it atomically
+                history = self.history + [row]
+                best = self.best
                 if row["phase"] == select_phase and (
-                        self.best is None or row[selector] > self.best["row"][selector]):
-                    self.best = {"row": row, "model": {k: v.clone() for k, v in
-                                                       self.model.state_dict().items()},
-                                 "exponents": getattr(self.model, "exponents", None)}
+                        best is None or row[selector] > best["row"][selector]):
+                    best = {"row": row, "model": {k: v.clone() for k, v in
+                                                  self.model.state_dict().items()},
+                            "exponents": getattr(self.model, "exponents", None)}
+                self.epoch, self.best, self.history = self.epoch + 1, best, history
                 self.save_checkpoint()
+                saved = self.epoch
                 self.write_metrics()
                 progress("  ".join(f"{k} {v}" for k, v in row.items()))
         except KeyboardInterrupt:
-            self.save_checkpoint()
-            raise KwsError(f"interrupted after epoch {self.epoch}; checkpoint kept in "
-                           f"{self.run_dir}, continue with --resume") from None
+            # the checkpoint on disk is the last finished epoch's; a half epoch is not saved
+            # (resuming from it would not give the model of an uninterrupted run)
+            if saved is None:
+                raise Interrupted(f"in epoch 1, before any checkpoint: nothing to resume in "
+                                  f"{self.run_dir}") from None
+            raise Interrupted(f"the checkpoint of epoch {saved} is kept in {self.run_dir}: "
+                              "continue with --resume") from None
+        self.write_metrics()
         self.plot()
         return self.best
 
@@ -349,7 +369,24 @@ def load_run_model(folder: str, key: str) -> dict:
     path = Path(folder) / "best.pt"
     if not path.exists():
         raise KwsError(f"{key}: no finished run at {folder} (train it first)")
-    return torch.load(path, weights_only=False)["model"]
+    try:
+        return torch.load(path, weights_only=False)["model"]
+    except Exception as e:  # torch raises many kinds for a damaged file
+        raise KwsError(f"{key}: {path} is damaged ({_first_line(e)}): train that run "
+                       "again") from None
+
+
+def load_state(model, state: dict, key: str) -> None:
+    """Load a run's weights into a model; another shape is a one-line error naming `key`."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise KwsError(f"{key}: that run's model does not fit this config's "
+                       f"({_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def load_teacher(config: Config):
@@ -358,13 +395,15 @@ def load_teacher(config: Config):
 
     tconf = load_config(Path(config.train.teacher) / "config.yaml")
     teacher = build_model(tconf, len(TASKS[config.data.task].classes))
-    teacher.load_state_dict(load_run_model(config.train.teacher, "train.teacher"))
+    load_state(teacher, load_run_model(config.train.teacher, "train.teacher"), "train.teacher")
     return teacher.eval()
 
 
 def train(config: Config, run_dir: Path, resume: bool = False, progress=print) -> dict:
     """Train; return {"best": row, "run_dir": ..., "data": TrainingData, "model": ...}."""
     run_dir = Path(run_dir)
+    if total_epochs(config) == 0:
+        raise KwsError("no epochs to train: set train.epochs_dense (and the other phases)")
     if (run_dir / "checkpoint.pt").exists() and not resume:
         raise KwsError(f"{run_dir} already holds a run: pass --resume to continue it, or "
                        "choose another --run-dir")
@@ -373,6 +412,8 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress=print) -
         yaml.safe_dump(json.loads(json.dumps(config_to_dict(config))), f, sort_keys=False)
     torch.set_num_threads(1)  # tiny matrices: one thread is fastest and deterministic
     data = TrainingData(config, resolve_data(config))
+    if data.bad:
+        progress(f"skipped {len(data.bad)} unreadable audio file(s); the first: {data.bad[0][1]}")
     trainer = Trainer(config, run_dir, data)
     if resume and trainer.resume():
         progress(f"resumed {run_dir} at epoch {trainer.epoch}")

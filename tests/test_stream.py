@@ -30,37 +30,74 @@ def test_streaming_front_end_equals_the_reference_whatever_the_chunks():
 
 def test_detector_smooths_thresholds_and_waits_out_the_refractory_period():
     classes = ["yes", "no", "_silence_", "_unknown_"]
-    d = Detector(classes, score_exponent=-14, hop_s=0.02, smooth=3, threshold=0.8,
-                 refractory_s=0.1)  # scores are real logits (scale 2**0)
+    # scale 1: pooled scores are real logits; a window every 0.5 s
+    d = Detector(classes, scale=1.0, window_s=1.0, stride_s=0.5, smooth=3, threshold=0.8,
+                 refractory_s=2.0)
     quiet, yes = np.array([0, 0, 5, 0]), np.array([6, 0, 0, 0])
-    events = [d.push(s) for s in [quiet, yes, yes, yes, yes, yes, yes, yes, yes]]
+    events = [d.push(s, 0.5 * i) for i, s in enumerate([quiet] + [yes] * 8)]
     fired = [(i, e.word) for i, e in enumerate(events) if e]
-    # frame 3 is the first whose 3-frame mean posterior of "yes" reaches 0.8; then 5 frames
-    # (0.1 s) of silence from the detector before it may fire again, at frame 8
-    assert fired == [(3, "yes"), (8, "yes")]
-    assert events[3].time_s == pytest.approx(0.08)
-    d2 = Detector(classes, -14, 0.02, 1, 0.5, 0.0)
-    assert d2.push(np.array([0, 0, 9, 9])) is None  # silence and unknown never fire
+    # window 3 is the first whose 3-window mean posterior of "yes" reaches 0.8; then 4
+    # windows (2 s) of silence from the detector before it may fire again, at window 7
+    assert fired == [(3, "yes"), (7, "yes")]
+    assert events[3].time_s == pytest.approx(1.5)
+    d2 = Detector(classes, 1.0, 1.0, 0.5, 1, 0.5, 0.0)
+    assert d2.push(np.array([0, 0, 9, 9]), 0.0) is None  # silence and unknown never fire
 
 
-def test_wav_stream_through_the_simulated_board_matches_python(tmp_path):
-    """A WAV of three keywords separated by noise, streamed without resets: every frame's
-    board scores equal the Python integer model's, and both detectors agree."""
+def _correct_clips(model, words):
+    """Per word, the first mini-corpus clip the integer model gets right as a clip."""
+    out = {}
+    for word in words:
+        for path in sorted((SC_MINI / word).glob("*.wav")):
+            audio = load_audio(path)
+            x = model.quantize(log_mel(audio, model.features)[None])
+            pooled = model.int_model.run(x)[0, -model.pool_frames:].sum(0)
+            if model.classes[int(pooled.argmax())] == word:
+                out[word] = audio
+                break
+    assert len(out) == len(words), "the mini corpus has no correctly classified clip"
+    return out
+
+
+def test_three_keywords_in_noise_are_detected_on_the_board_at_their_times(tmp_path):
+    """A WAV of three keywords separated by noise, streamed through the simulated board's
+    LISTEN schedule: the board detects exactly these words, each inside the windows that
+    hold it, the Python model beside it agrees, and every window is bit-exact."""
     from kws.board import open_boards
     from kws.modelfile import load_model
+    from kws.streamgen import voiced_span
+    from kws.windows import Schedule
 
     model = load_model("models/default")
+    words = ("yes", "go", "stop")
+    clips = _correct_clips(model, words)
     noise = load_audio(SC_MINI / "_background_noise_" / "white_noise.wav", 16000, None)
-    parts = []
-    for word in ("yes", "go", "stop"):
-        parts += [0.02 * noise[:16000], load_audio(sorted((SC_MINI / word).glob("*.wav"))[0])]
+    sr, starts = 16000, (1.3, 4.1, 7.7)             # seconds: not aligned with the windows
+    audio = np.zeros(10 * sr, np.float32)
+    voiced = []
+    for word, t in zip(words, starts):
+        clip, i = clips[word], round(t * sr)
+        audio[i:i + sr] += clip
+        a, b = voiced_span(clip, sr)
+        voiced.append(((i + a) / sr, (i + b) / sr))
+    speech = np.sqrt(np.mean(np.concatenate([clips[w] for w in words]) ** 2))
+    bed = np.resize(noise, len(audio))
+    audio += bed * speech / np.sqrt(np.mean(bed ** 2)) / 10 ** (30 / 20)   # 30 dB SNR
     wav = tmp_path / "three.wav"
-    write_wav(wav, np.concatenate(parts + [0.02 * noise[:16000]]))
+    write_wav(wav, audio)
     lines = []
     with open_boards("sim", model, 1) as boards:
-        r = stream(model, boards[0], wav_chunks(wav, 16000, 320, realtime=False),
+        r = stream(model, boards[0], wav_chunks(wav, sr, 320, realtime=False), threshold=0.6,
                    on_detection=lines.append)
-    assert r["frames"] == 1 + (7 * 16000 - 400) // 320
-    assert r["mismatched_frames"] == 0
+    schedule = Schedule.for_model(model, r["instances"])
+    assert r["frames"] == 1 + (10 * sr - 400) // 320
+    assert r["windows"] == schedule.n_windows(r["frames"]) and r["mismatched_windows"] == 0
     assert r["detections"] == r["python_detections"]
-    assert len(lines) == len(r["detections"]) and all("same" in ln for ln in lines)
+    assert [d["word"] for d in r["detections"]] == list(words)
+    window_s = ((schedule.period - 1) * 320 + 400) / sr
+    for d, (on, off) in zip(r["detections"], voiced):
+        # fired by a window that holds the word's voiced part (whole or in part)
+        assert on < d["time_s"] < off + window_s, (d, on, off)
+    assert len(lines) == 3 and all("same" in ln for ln in lines)
+    # every frame steps each running instance: the board's cycle count shows it
+    assert r["cycles_per_frame"]["max"] > 1.8 * r["cycles_per_frame"]["min"]

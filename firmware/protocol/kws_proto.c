@@ -148,6 +148,9 @@ static uint16_t do_identify(kws_proto *p)
     d[2] = KWS_FW_VERSION_MINOR;
     d[3] = (uint8_t)(kws_th_caps() | (KWS_PROTO_INFER_HIDDEN <= KWS_PROTO_MAX_PAYLOAD
                                           ? KWS_CAP_HIDDEN : 0));
+#ifdef KWS_PROTO_LISTEN
+    d[3] |= KWS_CAP_LISTEN;
+#endif
     for (i = 0; i < KWS_PROTO_HASH_BYTES; i++)
         d[4 + i] = KWS_READ_U8(&kws_proto_hash[i]);
     d[20] = KWS_N_IN;
@@ -234,6 +237,38 @@ static uint16_t do_infer(kws_proto *p, uint16_t plen, uint8_t *code)
     return n;
 }
 
+#ifdef KWS_PROTO_LISTEN
+/* LISTEN: payload = flags (KWS_F_RESET: start listening anew), one frame of KWS_N_IN int8.
+ * Every running instance steps; the reply carries the pooled scores of a window that ended. */
+static uint16_t do_listen(kws_proto *p, uint16_t plen, uint8_t *code)
+{
+    const uint8_t *in = p->rx + KWS_PROTO_HEADER;
+    uint8_t *d = p->tx + KWS_PROTO_HEADER, *q;
+    uint32_t cycles;
+    uint8_t i, ended;
+    if (plen != 1 + KWS_N_IN || (in[0] & ~KWS_F_RESET)) {
+        *code = KWS_E_ARG;
+        return 0;
+    }
+    if (in[0] & KWS_F_RESET)
+        kws_stream_reset(&p->listen);
+    d[2] = (uint8_t)p->listen.pos;   /* the frame's place in the period, before stepping */
+    d[3] = (uint8_t)(p->listen.pos >> 8);
+    kws_th_timer_start();
+    ended = (uint8_t)kws_stream_step(&p->listen, (const int8_t *)(in + 1), p->scores);
+    cycles = kws_th_timer_stop();
+    p->stats.last_cycles = cycles;
+    p->stats.inferences++;
+    d[0] = ended;
+    d[1] = in[0];
+    q = put_u32(d + 4, cycles);
+    if (ended)
+        for (i = 0; i < KWS_N_CLASSES; i++)
+            q = put_u32(q, (uint32_t)p->scores[i]);
+    return ended ? KWS_PROTO_LISTEN_MAX : KWS_PROTO_LISTEN_FIXED;
+}
+#endif
+
 /* A valid frame in p->rx: answer it into p->tx (the cache). */
 static int dispatch(kws_proto *p)
 {
@@ -266,6 +301,11 @@ static int dispatch(kws_proto *p)
     case KWS_T_INFER:
         n = do_infer(p, plen, &code);
         break;
+#ifdef KWS_PROTO_LISTEN
+    case KWS_T_LISTEN:
+        n = do_listen(p, plen, &code);
+        break;
+#endif
     case KWS_T_STATS:
         if (plen)
             code = KWS_E_ARG;

@@ -31,6 +31,12 @@
 
 #include "kws_model.h"
 
+/* LISTEN (the stream schedule of kws_stream.h) when the sketch's kws_config.h defines it */
+#if defined(KWS_STREAM_INSTANCES)
+#include "kws_stream.h"
+#define KWS_PROTO_LISTEN 1
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -44,6 +50,7 @@ extern "C" {
 #define KWS_T_RESET 0x02
 #define KWS_T_INFER 0x03
 #define KWS_T_STATS 0x04
+#define KWS_T_LISTEN 0x05
 #define KWS_T_REPLY 0x80
 #define KWS_T_ERROR 0xFF
 
@@ -65,6 +72,7 @@ extern "C" {
 #define KWS_CAP_TIMER 0x01  /* cycles are measured (kws_th_timer_*), not 0 */
 #define KWS_CAP_HIDDEN 0x02 /* KWS_F_HIDDEN fits into a reply */
 #define KWS_CAP_STACK 0x04  /* STATS reports a stack high-water mark */
+#define KWS_CAP_LISTEN 0x08 /* LISTEN runs the stream schedule (kws_stream.h) */
 
 /* ---- sizes ----------------------------------------------------------------------------------- */
 #define KWS_PROTO_HEADER 3   /* type, seq, len */
@@ -90,6 +98,10 @@ extern "C" {
 /* IDENTIFY reply payload: fixed fields, then the class names (as many as fit) */
 #define KWS_PROTO_IDENT_FIXED 38
 #define KWS_PROTO_STATS_PAYLOAD 28
+/* LISTEN reply payload: ended, flags, frame within the period (u16), cycles (u32), then the
+ * ended window's pooled scores (int32 each) */
+#define KWS_PROTO_LISTEN_FIXED 8
+#define KWS_PROTO_LISTEN_MAX (KWS_PROTO_LISTEN_FIXED + 4 * KWS_N_CLASSES)
 
 #if KWS_PROTO_INFER_SCORES > KWS_PROTO_MAX_PAYLOAD
 #error "INFER reply does not fit a frame: lower KWS_PROTO_MAX_FRAMES (or fewer classes)"
@@ -104,7 +116,7 @@ extern "C" {
     KWS_PROTO_MIN2(KWS_PROTO_IDENT_FIXED + sizeof(KWS_CLASS_LIST) - 1, KWS_PROTO_MAX_PAYLOAD)
 #define KWS_PROTO_TX_MAX (KWS_PROTO_OVERHEAD + \
     KWS_PROTO_MAX2(KWS_PROTO_MAX2(KWS_PROTO_INFER_MAX, KWS_PROTO_IDENT_MAX), \
-                   KWS_PROTO_STATS_PAYLOAD))
+                   KWS_PROTO_MAX2(KWS_PROTO_STATS_PAYLOAD, KWS_PROTO_LISTEN_MAX)))
 #define KWS_PROTO_ERR_MAX (KWS_PROTO_OVERHEAD + 2)
 
 typedef struct kws_proto_stats {
@@ -136,6 +148,9 @@ typedef struct kws_proto {
     const uint8_t *out; /* what kws_proto_emit sends: tx or err */
     uint16_t out_len;
     int32_t scores[KWS_N_CLASSES];
+#ifdef KWS_PROTO_LISTEN
+    kws_stream listen; /* LISTEN's instances; INFER's state is `model`, separate */
+#endif
     uint8_t rx[KWS_PROTO_RX_MAX];
     uint8_t tx[KWS_PROTO_TX_MAX];
     uint8_t err[KWS_PROTO_ERR_MAX]; /* replies to broken frames: the cached reply survives */
