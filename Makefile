@@ -13,7 +13,7 @@ CONFIG     ?= configs/default.yaml
 SYNTH_DIR  ?= data/synth
 SYNTH_CLIPS ?= 7000
 
-.PHONY: setup apt venv demo train levers eval firmware flash verify stream test bench clean help
+.PHONY: setup apt venv demo train levers eval firmware flash verify stream test fuzz bench clean help
 
 help:
 	@echo "make demo   - offline end-to-end run on the synthetic corpus"
@@ -99,6 +99,11 @@ eval: setup
 
 test: setup
 	$(PY) -m pytest
+
+# The protocol fuzzer (firmware/fuzz/): the firmware's decoder + dispatcher under libFuzzer, ASan
+# and UBSan for FUZZ_SECONDS in all (default 300); `make test` runs a 60 s one (KWS_FUZZ_SECONDS).
+fuzz: setup
+	$(MAKE) -C firmware/fuzz run PY=$(abspath $(PY)) FUZZ_SECONDS=$(or $(FUZZ_SECONDS),300)
 
 bench: setup
 	$(KWS) bench --out bench/results.json

@@ -1,0 +1,68 @@
+"""model_data.h for each fuzz configuration (firmware/fuzz/Makefile runs this into build/).
+
+    .venv/bin/python firmware/fuzz/models.py OUT_DIR   # OUT_DIR/<model>/model_data.h
+
+Models:
+  shipped   models/default exactly as `kws export` writes it (its name, hash and classes):
+            int8 dense, 32 bins, hidden 24, 12 classes. The `shipped` (1 frame per INFER, as
+            on the Uno) and `frames4` (4 frames: a reply with the hidden state no longer fits
+            255 bytes) fuzzers use it.
+  names35   a random int4 sparse model with 35 classes and long class names (the IDENTIFY
+            name list is cut to fit one frame), 32 bins as well, so the seeds fit every
+            configuration (firmware/tests/golden.py's random_model).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from kws.dataset import TASKS  # noqa: E402
+from kws.export import model_header  # noqa: E402
+from kws.modelfile import load_model  # noqa: E402
+
+
+def _golden():
+    spec = importlib.util.spec_from_file_location("kws_golden", REPO / "firmware" / "tests" /
+                                                  "golden.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("kws_golden", mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def headers() -> dict[str, str]:
+    shipped = load_model(REPO / "models" / "default")
+    out = {"shipped": model_header(shipped.int_model, name=shipped.name,
+                                   model_hash=shipped.hash, classes=shipped.classes,
+                                   features=shipped.features,
+                                   pool_frames=shipped.pool_frames)}
+    sparse = dict.fromkeys(("W1", "W2", "U1", "U2"), 0.25)
+    im = _golden().random_model(3, 4, hidden=17, rank_w=5, rank_u=3, n_classes=35,
+                                density=sparse)
+    words = [f"{w}_keyword" for w in TASKS["35"].classes]
+    out["names35"] = model_header(im, name="names35", model_hash="0123456789abcdef" * 4,
+                                  classes=words)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    root = Path(argv[0])
+    for name, text in headers().items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        path = root / name / "model_data.h"
+        if not path.exists() or path.read_text() != text:  # keep mtimes: no needless rebuilds
+            path.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
