@@ -213,7 +213,9 @@ def listen_schedule(model):
     stored by `kws eval --stream` in the model folder, else 2)."""
     from kws.windows import Schedule, stored_settings
 
-    return Schedule.for_model(model, stored_settings(model)["instances"])
+    schedule = Schedule.for_model(model, stored_settings(model)["instances"])
+    schedule.check_pool_fits(model.int_model)
+    return schedule
 
 
 def _load(model):

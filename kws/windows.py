@@ -35,6 +35,9 @@ class Schedule:
         if self.instances < 1 or self.period % self.instances:
             raise KwsError(f"window of {self.period} frames does not split into "
                            f"{self.instances} instances")
+        if self.instances > 255 or self.period > 65535:
+            raise KwsError(f"schedule too large for the firmware: {self.instances} instances "
+                           f"(at most 255), {self.period} frames (at most 65535)")
         if not 1 <= self.pool <= self.period:
             raise KwsError(f"pool of {self.pool} frames does not fit a {self.period}-frame window")
 
@@ -56,6 +59,16 @@ class Schedule:
     def end_frames(self, n_windows: int) -> np.ndarray:
         """Index of the last frame of each window."""
         return np.arange(n_windows) * self.stride + self.period - 1
+
+    def check_pool_fits(self, int_model) -> None:
+        """The firmware sums `pool` int32 scores in int32: prove it cannot overflow."""
+        a = int_model.arrays
+        shift = int_model.shifts()["bcls"]
+        bias = 127 << -shift if shift <= 0 else (127 >> shift) + 1
+        bound = int(np.abs(a["Wc"]).sum(axis=1).max(initial=0)) * 32768 + bias
+        if bound * self.pool > 2 ** 31 - 1:
+            raise KwsError(f"pooling {self.pool} frames could overflow int32 "
+                           f"(bound {bound * self.pool})")
 
     def constants(self) -> dict[str, int]:
         """The values the firmware's kws_stream.c is compiled with (kws_config.h)."""

@@ -1,12 +1,13 @@
-"""The protocol fuzzer (firmware/fuzz/): the firmware's frame decoder, dispatcher and kernel,
-built on the host with clang's libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer
-(aborting on any report), driven byte by byte as the board does, with the harness's own model
-of PROTOCOL.md checking every reply (firmware/fuzz/fuzz_proto.c).
+"""The protocol fuzzer (firmware/fuzz/): the firmware's frame decoder, dispatcher, kernel and
+stream schedule (LISTEN, firmware/kws/kws_stream.c), built on the host with clang's libFuzzer,
+AddressSanitizer and UndefinedBehaviorSanitizer (aborting on any report), driven byte by byte
+as the board does, with the harness's own model of PROTOCOL.md checking every reply
+(firmware/fuzz/fuzz_proto.c).
 
 Here: the committed corpus as a regression suite (-runs=0), a bounded fuzzing run of
-KWS_FUZZ_SECONDS (default 60) split over the three configurations, the seed corpus in step
-with kws.protocol's encoder, and a few deliberately broken copies of kws_proto.c that the
-harness must catch. `make fuzz FUZZ_SECONDS=...` runs longer. Everything built or written
+KWS_FUZZ_SECONDS (default 60) split over the three configurations (each with a LISTEN
+schedule), the seed corpus in step with kws.protocol's encoder, and deliberately broken copies
+of kws_proto.c and kws_stream.c that the harness must catch. `make fuzz FUZZ_SECONDS=...` runs longer. Everything built or written
 goes to build/fuzz/ (and the pytest temporary folder).
 """
 
@@ -89,6 +90,30 @@ def test_seed_corpus_is_kws_protocol_encoder_output():
     assert len(list(CORPUS.glob("seed-*.bin"))) >= 20
 
 
+def test_every_configuration_fuzzes_listen():
+    """Every fuzz configuration's kws_config.h defines a stream schedule (LISTEN compiled in);
+    the shipped one is the schedule `kws export` builds the sketch with (two instances of one
+    clip), the others end windows every few frames."""
+    import importlib.util
+
+    from kws.export import listen_schedule
+    from kws.modelfile import load_model
+    from kws.windows import Schedule
+
+    spec = importlib.util.spec_from_file_location("kws_fuzz_models", FUZZ / "models.py")
+    models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(models)
+    scheds, headers = models.schedules(), models.configs()
+    assert set(scheds) == set(headers) == set(CONFIGS)
+    shipped = load_model(REPO / "models" / "default")
+    assert scheds["shipped"] == listen_schedule(shipped) == Schedule.for_model(shipped, 2)
+    for c in CONFIGS:
+        for k, v in scheds[c].constants().items():
+            assert f"#define {k} {v}\n" in headers[c], (c, k)
+        if c != "shipped":
+            assert scheds[c].period <= 8 and scheds[c].pool <= scheds[c].period
+
+
 @pytest.mark.parametrize("config", CONFIGS)
 def test_corpus_regression(fuzzers, config, tmp_path):
     """Every committed input (seeds and crash reproducers) once, no mutation: exit 0, silent."""
@@ -127,37 +152,69 @@ def test_bounded_fuzz(fuzzers, tmp_path, record_property):
     print("\n" + "\n".join(lines))
 
 
-# Deliberately broken firmware: each must be caught by the corpus alone.
+# Deliberately broken firmware: each must be caught by the corpus alone (the `shipped`
+# configuration: LISTEN's 50-frame schedule). name: (file, text, replacement, report).
+PROTO, STREAM = "firmware/protocol/kws_proto.c", "firmware/kws/kws_stream.c"
 MUTANTS = {
-    "resend-steps-again": ("if (p->have_last && type == p->last_type",
+    "resend-steps-again": (PROTO, "if (p->have_last && type == p->last_type",
                            "if (0 && p->have_last && type == p->last_type", "INVARIANT"),
-    "link-error-evicts-cache": ("p->err_len = error_frame(p, p->err, seq, code, type);\n"
+    "link-error-evicts-cache": (PROTO, "p->err_len = error_frame(p, p->err, seq, code, type);\n"
                                 "    p->out = p->err;",
                                 "p->err_len = error_frame(p, p->tx, seq, code, type);\n"
                                 "    p->out = p->tx;", "INVARIANT"),
-    "rx-off-by-one": ("if (p->rx_len < KWS_PROTO_RX_MAX) {",
+    "rx-off-by-one": (PROTO, "if (p->rx_len < KWS_PROTO_RX_MAX) {",
                       "if (p->rx_len <= KWS_PROTO_RX_MAX) {", "runtime error: index"),
-    "reply-past-buffer": ("    buf[KWS_PROTO_HEADER + plen + 1] = (uint8_t)crc;",
+    "reply-past-buffer": (PROTO, "    buf[KWS_PROTO_HEADER + plen + 1] = (uint8_t)crc;",
                           "    buf[KWS_PROTO_HEADER + plen + 1] = (uint8_t)crc;\n"
                           "    buf[KWS_PROTO_HEADER + plen + 2] = 0;",
                           "AddressSanitizer: heap-buffer-overflow"),
+    # LISTEN: a resent LISTEN (only) steps the schedule again
+    "listen-resend-steps-again": (PROTO, "if (p->have_last && type == p->last_type",
+                                  "if (p->have_last && type != KWS_T_LISTEN && "
+                                  "type == p->last_type", "INVARIANT"),
+    # pos counted after the step (the next frame's place) instead of this frame's
+    "listen-pos-off-by-one": (PROTO, "d[2] = (uint8_t)p->listen.pos;",
+                              "d[2] = (uint8_t)(p->listen.pos + 1);", "INVARIANT"),
+    # the RESET command restarts LISTEN's schedule too (its state is its own)
+    "reset-restarts-listen": (PROTO, "            kws_reset(&p->model);\n            p->t = 0;\n",
+                              "            kws_reset(&p->model);\n            p->t = 0;\n"
+                              "            kws_stream_reset(&p->listen);\n", "INVARIANT"),
+    # a bad LISTEN (ERROR 7) with the RESET bit still restarts the schedule
+    "listen-bad-request-resets": (PROTO, "    if (plen != 1 + KWS_N_IN || (in[0] & ~KWS_F_RESET))",
+                                  "    if (in[0] & KWS_F_RESET)\n"
+                                  "        kws_stream_reset(&p->listen);\n"
+                                  "    if (plen != 1 + KWS_N_IN || (in[0] & ~KWS_F_RESET))",
+                                  "INVARIANT"),
+    # flags bit 1 accepted (PROTOCOL.md: other bits must be 0, ERROR 7)
+    "listen-accepts-bit1": (PROTO, "(in[0] & ~KWS_F_RESET)", "(in[0] & ~KWS_F_KNOWN)",
+                            "INVARIANT"),
+    # IDENTIFY does not announce LISTEN (capability bit 3)
+    "identify-no-listen-cap": (PROTO, "    d[3] |= KWS_CAP_LISTEN;", "    d[3] |= 0;", "INVARIANT"),
+    # the window pools one frame too few (kws_stream.c)
+    "stream-pool-off-by-one": (STREAM, "if (p >= KWS_STREAM_PERIOD - KWS_STREAM_POOL)",
+                               "if (p > KWS_STREAM_PERIOD - KWS_STREAM_POOL)", "INVARIANT"),
 }
 
 
 @pytest.mark.parametrize("name", MUTANTS)
 def test_harness_catches_broken_firmware(fuzzers, name, tmp_path):
     """A resent INFER stepped again, a link error overwriting the cached reply, the receive
-    buffer one byte too long, a reply written one byte past its buffer: the corpus run fails,
-    with the expected report (the harness's invariants, UBSan bounds, ASan)."""
-    old, new, report = MUTANTS[name]
-    src = (REPO / "firmware" / "protocol" / "kws_proto.c").read_text()
+    buffer one byte too long, a reply written one byte past its buffer; LISTEN: a resent
+    LISTEN stepped again, pos off by one, RESET restarting LISTEN's schedule, a bad LISTEN
+    resetting it, a flag bit other than RESET accepted, IDENTIFY without the LISTEN bit, a
+    window pooling one frame too few: the corpus run fails, with the expected report (the
+    harness's invariants, UBSan bounds, ASan)."""
+    rel, old, new, report = MUTANTS[name]
+    src = (REPO / rel).read_text()
     if src.count(old) != 1:
-        pytest.fail(f"kws_proto.c no longer contains the line mutant {name!r} changes: "
+        pytest.fail(f"{rel} no longer contains the text mutant {name!r} changes: "
                     f"update MUTANTS in tests/test_fuzz.py")
     folder = BUILD / "mutants" / name
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "kws_proto.c").write_text(src.replace(old, new))
-    r = _make("mutant", f"MUTANT_SRC={folder / 'kws_proto.c'}", f"MUTANT_OUT={folder / 'kws_fuzz'}")
+    mutated = folder / os.path.basename(rel)
+    mutated.write_text(src.replace(old, new))
+    var = "MUTANT_STREAM_SRC" if rel == STREAM else "MUTANT_SRC"
+    r = _make("mutant", f"{var}={mutated}", f"MUTANT_OUT={folder / 'kws_fuzz'}")
     assert r.returncode == 0, r.stdout + r.stderr
     rc, out = _run(folder / "kws_fuzz", "-runs=0", f"-artifact_prefix={tmp_path}/", CORPUS,
                    cwd=tmp_path, timeout=120)

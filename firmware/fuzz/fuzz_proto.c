@@ -3,8 +3,10 @@
  *
  * One input is every byte a board receives from boot on. Each byte goes to kws_proto_feed()
  * as the sketch gives it, and every reply is taken out with kws_proto_emit(). The code under
- * test is the real decoder and dispatcher (firmware/protocol/kws_proto.c) and the real
- * kernel (firmware/kws/kws_model.c with a generated model_data.h), built with
+ * test is the real decoder and dispatcher (firmware/protocol/kws_proto.c), the real kernel
+ * (firmware/kws/kws_model.c with a generated model_data.h) and the real stream schedule
+ * behind LISTEN (firmware/kws/kws_stream.c, with the configuration's generated kws_config.h:
+ * every fuzz configuration defines KWS_STREAM_*), built with
  * -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all (firmware/fuzz/Makefile).
  *
  * On top of the sanitizers, this file keeps its own model of the protocol, written from
@@ -15,18 +17,26 @@
  *    len = payload bytes; no longer than the buffer it came from (tx: KWS_PROTO_TX_MAX,
  *    err: KWS_PROTO_ERR_MAX), and p->out points at one of the two;
  *  - the reply the spec asks for, byte for byte: link errors (codes 1-5, the seq and type
- *    as received), IDENTIFY's fields, INFER's t, cycles and scores (a second kws_state
- *    stepped here with kws_step), STATS's counters, ERROR 6 and 7 for bad requests;
+ *    as received), IDENTIFY's fields (capability bit 3 with LISTEN), INFER's t, cycles and
+ *    scores (a second kws_state stepped here with kws_step), LISTEN's ended, pos, cycles and
+ *    pooled scores (the schedule written again here from PROTOCOL.md and kws/windows.py's
+ *    WindowRunner: K kws_state copies, a frame counter, int64 pooled sums), STATS's
+ *    counters, ERROR 6 and 7 for bad requests;
+ *  - LISTEN's state is its own: INFER and RESET leave it alone, LISTEN leaves INFER's state
+ *    and t alone; a bad LISTEN (ERROR 7) does not reset or step it;
  *  - a resent request (type, seq, len and CRC of the last valid one) gets the cached reply
- *    again byte for byte and steps nothing: the model state, t and inferences do not move;
+ *    again byte for byte and steps nothing: the model states, t, the schedule's place and
+ *    inferences do not move;
  *  - bytes other than delimiters never touch the reply buffers, a damaged frame never
  *    touches the cached reply (tx), a valid request never touches err;
- *  - after every reply the firmware's model state, t and counters equal the model's.
+ *  - after every reply the firmware's model state, t, counters and LISTEN schedule (place in
+ *    the period, instances running, their states and pooled sums) equal the model's.
  * The struct is malloc'ed at its exact size and the padding after its last buffer (err) is
  * poisoned, so ASan sees a write past any end of the reply buffers.
  *
  * A custom mutator runs libFuzzer's own mutations, then, for most inputs, re-seals frames
- * (len and CRC recomputed, COBS encoded again), inserts a fresh valid request or resends a
+ * (len and CRC recomputed, COBS encoded again), inserts a fresh valid request, a run of
+ * LISTEN requests (long enough to end windows of the shipped 50-frame schedule) or resends a
  * frame, so that mutated requests get past the CRC into the dispatcher; the rest stay
  * damaged on purpose.
  */
@@ -39,6 +49,22 @@
 #include <sanitizer/asan_interface.h>
 
 #include "kws_proto.h"
+
+/* LISTEN: compiled into the firmware when kws_config.h defines the schedule. Every fuzz
+ * configuration does (firmware/fuzz/models.py); -DFUZZ_NO_LISTEN builds the harness for a
+ * firmware without it (LISTEN is then an unknown command). */
+#if defined(KWS_STREAM_INSTANCES)
+#define REF_LISTEN 1
+#define REF_K KWS_STREAM_INSTANCES
+#define REF_P KWS_STREAM_PERIOD
+#define REF_S (KWS_STREAM_PERIOD / KWS_STREAM_INSTANCES) /* stride: one window ends every S */
+#define REF_POOL KWS_STREAM_POOL
+#ifndef KWS_PROTO_LISTEN
+#error "kws_config.h defines a stream schedule but kws_proto.h does not compile LISTEN"
+#endif
+#elif !defined(FUZZ_NO_LISTEN)
+#error "every fuzz configuration defines a KWS_STREAM_* schedule (firmware/fuzz/models.py)"
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
@@ -145,9 +171,30 @@ static size_t ref_cobs_encode(const uint8_t *in, size_t n, uint8_t *out)
 
 /* ---- what the firmware should be doing --------------------------------------------------- */
 
+#ifdef REF_LISTEN
+/* LISTEN's schedule as PROTOCOL.md and kws/windows.py (WindowRunner) state it: frame t since
+ * listening (re)started; window j covers frames [j S, j S + P) on instance j mod K, which is
+ * reset when it starts; a window's output is the sum of its last `pool` frames' scores. */
+typedef struct {
+    uint32_t t;                           /* frames since the last LISTEN RESET (or boot) */
+    kws_state inst[REF_K];
+    int64_t pooled[REF_K][KWS_N_CLASSES]; /* the host's sums are int64 */
+} ref_listen;
+
+/* instances started after t frames: instance k starts at frame k S */
+static unsigned ref_listen_running(const ref_listen *l)
+{
+    unsigned n = l->t == 0 ? 0 : (l->t - 1) / REF_S + 1;
+    return n < REF_K ? n : REF_K;
+}
+#endif
+
 typedef struct {
     kws_state ref;  /* stepped here with kws_step, frame for frame */
     uint16_t t;
+#ifdef REF_LISTEN
+    ref_listen ls;  /* LISTEN's own state */
+#endif
     kws_proto_stats st;
     int have_last;  /* the last valid request and the wire bytes of its reply */
     uint8_t last_type, last_seq, last_len;
@@ -203,6 +250,40 @@ static size_t ref_error(uint8_t *f, uint8_t seq, uint8_t code, uint8_t type)
     return ref_seal(f, KWS_T_ERROR, seq, 2);
 }
 
+#ifdef REF_LISTEN
+/* One frame through the schedule; returns 1 and the ended window's sums in out, else 0. */
+static int ref_listen_step(ref_listen *l, const int8_t *x, int64_t *out)
+{
+    uint32_t t = l->t;
+    unsigned k, i;
+    int ended = 0;
+    if (t % REF_S == 0) { /* window t / S starts: its instance restarts */
+        k = (t / REF_S) % REF_K;
+        kws_reset(&l->inst[k]);
+        memset(l->pooled[k], 0, sizeof l->pooled[k]);
+    }
+    for (k = 0; k < REF_K; k++) {
+        int32_t scores[KWS_N_CLASSES];
+        uint32_t in_window;
+        if (t < k * REF_S)
+            continue; /* its first window has not started yet */
+        in_window = (t - k * REF_S) % REF_P;
+        kws_step(&l->inst[k], x, scores);
+        if (in_window + REF_POOL >= REF_P) /* the last `pool` frames */
+            for (i = 0; i < KWS_N_CLASSES; i++)
+                l->pooled[k][i] += scores[i];
+        if (in_window == REF_P - 1) {
+            REQUIRE(!ended, "one window ends per frame at most");
+            memcpy(out, l->pooled[k], sizeof l->pooled[k]);
+            ended = 1;
+        }
+    }
+    /* frames t and t - P are the same to the schedule once every instance has started */
+    l->t = t + 1 >= 2 * REF_P ? t + 1 - REF_P : t + 1;
+    return ended;
+}
+#endif
+
 /* The reply to a new valid request (type, seq, plen, payload pl) into f; steps the
  * reference model and counts as the firmware should (cycles0: the port's first answer to
  * kws_th_timer_stop for this request). Returns the frame length. */
@@ -222,6 +303,9 @@ static size_t ref_dispatch(shadow *s, uint8_t type, uint8_t seq, uint8_t plen, c
         d[3] = (uint8_t)(KWS_CAP_TIMER | KWS_CAP_STACK |
                          (4 + KWS_PROTO_MAX_FRAMES * (4 + 4 * KWS_N_CLASSES) +
                               2 * KWS_HIDDEN <= 255 ? KWS_CAP_HIDDEN : 0));
+#ifdef REF_LISTEN
+        d[3] |= 0x08; /* bit 3: LISTEN */
+#endif
         memcpy(d + 4, hash, 16);
         d[20] = KWS_N_IN;
         d[21] = KWS_HIDDEN;
@@ -280,6 +364,38 @@ static size_t ref_dispatch(shadow *s, uint8_t type, uint8_t seq, uint8_t plen, c
         le16(d + 2, s->t);
         return ref_seal(f, type | KWS_T_REPLY, seq, n);
     }
+#ifdef REF_LISTEN
+    case KWS_T_LISTEN: {
+        /* flags (bit 0 RESET, nothing else), then exactly one frame; a bad request changes
+         * nothing (not even with the RESET bit) */
+        int64_t pooled[KWS_N_CLASSES];
+        int8_t x[KWS_N_IN];
+        unsigned pos, ended;
+        if (plen != 1 + KWS_N_IN || (pl[0] & ~1u))
+            break;
+        if (pl[0] & 1u) /* RESET: no instance running, this frame is frame 0 */
+            s->ls.t = 0;
+        pos = s->ls.t % REF_P; /* this frame's place in the period */
+        memcpy(x, pl + 1, KWS_N_IN);
+        ended = (unsigned)ref_listen_step(&s->ls, x, pooled);
+        /* one timed region around every instance's step (`cycles`), one count in STATS
+         * inferences and last_cycles: what kws_proto.c does (PROTOCOL.md calls inferences
+         * "kws_step calls", which LISTEN makes up to K per frame) */
+        s->st.last_cycles = cycles0;
+        s->st.inferences++;
+        d[0] = (uint8_t)ended;
+        d[1] = pl[0];
+        le16(d + 2, (uint16_t)pos);
+        le32(d + 4, cycles0);
+        if (ended)
+            for (i = 0; i < KWS_N_CLASSES; i++) {
+                REQUIRE(pooled[i] >= INT32_MIN && pooled[i] <= INT32_MAX,
+                        "a window's pooled sum fits the reply's int32");
+                le32(d + 8 + 4 * i, (uint32_t)(int32_t)pooled[i]);
+            }
+        return ref_seal(f, type | KWS_T_REPLY, seq, ended ? 8 + 4 * KWS_N_CLASSES : 8);
+    }
+#endif
     case KWS_T_STATS:
         if (plen)
             break;
@@ -340,6 +456,20 @@ static void check_state(const kws_proto *p, const shadow *s)
     REQUIRE(p->stats.duplicates == s->st.duplicates, "STATS duplicates");
     REQUIRE(p->stats.errors == s->st.errors, "STATS errors");
     REQUIRE(!timer_running, "the timer stopped after every step");
+#ifdef REF_LISTEN
+    {
+        unsigned k, i, running = ref_listen_running(&s->ls);
+        REQUIRE(p->listen.pos == s->ls.t % REF_P, "LISTEN: the schedule's place in the period");
+        REQUIRE(p->listen.running == running, "LISTEN: the instances started");
+        for (k = 0; k < running; k++) {
+            REQUIRE(memcmp(p->listen.inst[k].h, s->ls.inst[k].h, sizeof s->ls.inst[k].h) == 0,
+                    "LISTEN: each running instance's state equals the reference's");
+            for (i = 0; i < KWS_N_CLASSES; i++)
+                REQUIRE(p->listen.pooled[k][i] == s->ls.pooled[k][i],
+                        "LISTEN: each running instance's pooled sums");
+        }
+    }
+#endif
 }
 
 /* The firmware's COBS encoders on any bytes (here: each decoded frame, valid or not, up to
@@ -444,7 +574,8 @@ static void on_frame(kws_proto *p, shadow *s, const uint8_t *chunk, size_t n, ui
             uint32_t before = s->st.inferences;
             want_n = ref_dispatch(s, type, seq, plen, dec + KWS_PROTO_HEADER, cycles0, want);
             REQUIRE(cycles_next - cycles0 == s->st.inferences - before,
-                    "a new request steps the model once per INFER frame, else not at all");
+                    "a new request steps the model once per INFER frame or LISTEN, else not "
+                    "at all");
         }
         s->have_last = 1;
         s->last_type = type;
@@ -557,7 +688,7 @@ static size_t reseal(uint8_t *data, size_t size, size_t max_size, uint32_t *rs)
 static size_t insert_request(uint8_t *data, size_t size, size_t max_size, uint32_t *rs)
 {
     static const uint8_t types[] = {KWS_T_IDENTIFY, KWS_T_RESET, KWS_T_INFER, KWS_T_INFER,
-                                    KWS_T_INFER, KWS_T_STATS};
+                                    KWS_T_INFER, KWS_T_STATS, KWS_T_LISTEN, KWS_T_LISTEN};
     size_t plen = 0, e, at = size, i, n_zero = 0;
     uint8_t type = types[rnd(rs) % sizeof types], seq = (uint8_t)rnd(rs);
     if (rnd(rs) % 8 == 0)
@@ -568,6 +699,14 @@ static size_t insert_request(uint8_t *data, size_t size, size_t max_size, uint32
         plen = 1 + k * KWS_N_IN;
         if (plen > KWS_PROTO_MAX_PAYLOAD || rnd(rs) % 8 == 0)
             plen = rnd(rs) % (KWS_PROTO_MAX_PAYLOAD + 1);
+        frame_buf[3] = flags[rnd(rs) % sizeof flags];
+        for (i = 1; i < plen; i++)
+            frame_buf[3 + i] = (uint8_t)rnd(rs);
+    } else if (type == KWS_T_LISTEN) {
+        static const uint8_t flags[] = {0, 0, 0, KWS_F_RESET, KWS_F_HIDDEN, 3, 0x80};
+        plen = 1 + KWS_N_IN;
+        if (rnd(rs) % 8 == 0)
+            plen = rnd(rs) % (2 + 2 * KWS_N_IN);
         frame_buf[3] = flags[rnd(rs) % sizeof flags];
         for (i = 1; i < plen; i++)
             frame_buf[3 + i] = (uint8_t)rnd(rs);
@@ -596,6 +735,56 @@ static size_t insert_request(uint8_t *data, size_t size, size_t max_size, uint32
     memmove(data + at + e, data + at, size - at);
     memcpy(data + at, enc_buf, e);
     return size + e;
+}
+
+/* A run of valid LISTEN requests (the first with RESET half of the time, new seqs, random
+ * frames; one resent now and then) at a delimiter or at the end: a window of the shipped
+ * schedule only ends after P = 50 frames, more than single insertions ever line up. */
+static size_t insert_listen_run(uint8_t *data, size_t size, size_t max_size, uint32_t *rs)
+{
+#ifdef REF_LISTEN
+    size_t n = 1 + rnd(rs) % (REF_P + REF_S), at = size, i, j, e, o = 0, n_zero = 0;
+    uint8_t seq = (uint8_t)rnd(rs), reset = (uint8_t)(rnd(rs) % 2);
+    for (i = 0; i < size; i++)
+        n_zero += data[i] == 0;
+    if (n_zero) {
+        size_t pick = rnd(rs) % n_zero;
+        for (i = 0; i < size; i++)
+            if (data[i] == 0 && pick-- == 0) {
+                at = i + 1;
+                break;
+            }
+    }
+    for (j = 0; j < n; j++) {
+        size_t plen = 1 + KWS_N_IN;
+        frame_buf[3] = j == 0 ? reset : 0;
+        for (i = 1; i < plen; i++)
+            frame_buf[3 + i] = (uint8_t)rnd(rs);
+        ref_seal(frame_buf, KWS_T_LISTEN, seq++, plen);
+        e = ref_cobs_encode(frame_buf, plen + KWS_PROTO_OVERHEAD, enc_buf + 1);
+        enc_buf[0] = 0;
+        enc_buf[e + 1] = 0;
+        e += 2;
+        if (rnd(rs) % 16 == 0 && o + 2 * e <= SCRATCH) { /* resent */
+            memcpy(scratch + o, enc_buf, e);
+            o += e;
+        }
+        if (o + e > SCRATCH)
+            break;
+        memcpy(scratch + o, enc_buf, e);
+        o += e;
+    }
+    if (size + o > max_size)
+        o = max_size - size; /* cut: the last frame may be left unfinished */
+    memmove(data + at + o, data + at, size - at);
+    memcpy(data + at, scratch, o);
+    return size + o;
+#else
+    (void)data;
+    (void)max_size;
+    (void)rs;
+    return size;
+#endif
 }
 
 /* Resend: repeat a random frame (its bytes and the delimiter after it) right after itself. */
@@ -628,12 +817,14 @@ size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsi
     size = LLVMFuzzerMutate(data, size, max_size);
     if (max_size > SCRATCH)
         return size;
-    switch (rnd(&rs) % 8) {
+    switch (rnd(&rs) % 10) {
     case 0:
     case 1:
         return size; /* as mutated: damaged frames stay damaged */
     case 2:
         return insert_request(data, size, max_size, &rs);
+    case 4:
+        return insert_listen_run(data, size, max_size, &rs);
     case 3:
         size = reseal(data, size, max_size, &rs);
         return resend(data, size, max_size, &rs);

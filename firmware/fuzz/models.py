@@ -1,6 +1,9 @@
-"""model_data.h for each fuzz configuration (firmware/fuzz/Makefile runs this into build/).
+"""model_data.h and kws_config.h for each fuzz configuration (firmware/fuzz/Makefile runs
+this into build/).
 
-    .venv/bin/python firmware/fuzz/models.py OUT_DIR   # OUT_DIR/<model>/model_data.h
+    .venv/bin/python firmware/fuzz/models.py OUT_DIR
+        OUT_DIR/<model>/model_data.h            (kws.export.model_header)
+        OUT_DIR/config/<config>/kws_config.h     (kws.export.config_header)
 
 Models:
   shipped   models/default exactly as `kws export` writes it (its name, hash and classes):
@@ -10,6 +13,15 @@ Models:
   names35   a random int4 sparse model with 35 classes and long class names (the IDENTIFY
             name list is cut to fit one frame), 32 bins as well, so the seeds fit every
             configuration (firmware/tests/golden.py's random_model).
+
+Configurations: every one compiles LISTEN (a KWS_STREAM_* schedule in its kws_config.h,
+written by the same config_header as a sketch's):
+  shipped   models/default, 1 frame per INFER, the schedule `kws export` builds the sketch with
+            (kws.export.listen_schedule: Schedule.for_model(model, 2): P 50, K 2, pool 5)
+  frames4   models/default, 4 frames per INFER, P 3, K 1, pool 3: one instance restarted
+            every 3 frames, every frame pooled
+  names35   names35, 1 frame per INFER, P 6, K 3, pool 4: a window ends every 2 frames, the
+            pooled frames span other instances' restarts
 """
 
 from __future__ import annotations
@@ -23,8 +35,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from kws.dataset import TASKS  # noqa: E402
-from kws.export import model_header  # noqa: E402
+from kws.export import config_header, listen_schedule, model_header  # noqa: E402
 from kws.modelfile import load_model  # noqa: E402
+from kws.windows import Schedule  # noqa: E402
 
 
 def _golden():
@@ -36,8 +49,12 @@ def _golden():
     return mod
 
 
+def _shipped():
+    return load_model(REPO / "models" / "default")
+
+
 def headers() -> dict[str, str]:
-    shipped = load_model(REPO / "models" / "default")
+    shipped = _shipped()
     out = {"shipped": model_header(shipped.int_model, name=shipped.name,
                                    model_hash=shipped.hash, classes=shipped.classes,
                                    features=shipped.features,
@@ -51,16 +68,36 @@ def headers() -> dict[str, str]:
     return out
 
 
+def schedules() -> dict[str, Schedule]:
+    """The LISTEN schedule of each fuzz configuration."""
+    return {"shipped": listen_schedule(_shipped()),
+            "frames4": Schedule(period=3, instances=1, pool=3),
+            "names35": Schedule(period=6, instances=3, pool=4)}
+
+
+FRAMES = {"shipped": 1, "frames4": 4, "names35": 1}  # KWS_PROTO_MAX_FRAMES
+
+
+def configs() -> dict[str, str]:
+    """kws_config.h of each fuzz configuration."""
+    return {c: config_header(None, FRAMES[c], s) for c, s in schedules().items()}
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:  # keep mtimes: no needless rebuilds
+        path.write_text(text)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
     root = Path(argv[0])
     for name, text in headers().items():
-        (root / name).mkdir(parents=True, exist_ok=True)
-        path = root / name / "model_data.h"
-        if not path.exists() or path.read_text() != text:  # keep mtimes: no needless rebuilds
-            path.write_text(text)
+        _write(root / name / "model_data.h", text)
+    for name, text in configs().items():
+        _write(root / "config" / name / "kws_config.h", text)
     return 0
 
 

@@ -6,8 +6,11 @@ the firmware's decoder and the host's encoder are fuzzed from the same bytes.
 
 Each file is one session from boot (libFuzzer's unit): valid requests of every command (every
 INFER flag, 1 to 4 frames), a host session with retries, resent requests (the cached reply),
-bad requests (ERROR 6 and 7) and damaged frames (ERROR 1 to 5), garbage, empty frames. All
-INFER frames have 32 int8 bins: every fuzz configuration's model has n_in = 32.
+bad requests (ERROR 6 and 7) and damaged frames (ERROR 1 to 5), garbage, empty frames; LISTEN
+(every fuzz configuration compiles it, firmware/fuzz/models.py): from boot, with RESET, 76
+frames (two windows end even with the shipped 50-frame schedule, a window-ending frame
+resent), resends, interleaved with INFER and RESET (separate states), bad flags and lengths.
+All INFER and LISTEN frames have 32 int8 bins: every fuzz configuration's model has n_in = 32.
 Other files in the folder (regress-*.bin: crash reproducers) are left alone.
 """
 
@@ -83,7 +86,7 @@ def seeds() -> dict[str, bytes]:
         "resend-error": enc(0x55, 9) * 2 + enc(P.T_STATS, 10) * 2,
         # valid frames, bad requests: ERROR 6 (type) and 7 (arguments)
         "bad-requests": b"".join([
-            enc(0x00, 1), enc(0x05, 2), enc(0x55, 3), enc(P.T_INFER | P.T_REPLY, 4),
+            enc(0x00, 1), enc(0x05, 2), enc(0x06, 2), enc(0x55, 3), enc(P.T_INFER | P.T_REPLY, 4),
             enc(P.T_ERROR, 5, bytes([1, 3])),
             enc(P.T_IDENTIFY, 6, b"\0"), enc(P.T_RESET, 7, b"\x01"), enc(P.T_STATS, 8, b"xy"),
             enc(P.T_INFER, 9), enc(P.T_INFER, 10, b"\0"), enc(P.T_INFER, 11, x1),
@@ -108,7 +111,63 @@ def seeds() -> dict[str, bytes]:
         "full-block-final-01": b"\0" + _ends_in_full_block(rng) + b"\x01\0",
         "bitflips": infer + b"".join(_flip(infer, b) for b in (0, 7, 8, 15, 16, 100, 300)),
     }
+    out.update(_listen_seeds(rng))
     return {f"seed-{name}.bin": data for name, data in out.items()}
+
+
+# the longest stream of LISTEN requests in one seed: two windows of the shipped schedule end
+# (P 50, K 2: frames 49 and 74), under libFuzzer's -max_len of 4096 bytes
+LISTEN_RUN = 76
+
+
+def _listen(seq: int, frame: bytes, flags: int = 0) -> bytes:
+    return P.encode_frame(P.T_LISTEN, seq % 256, bytes([flags]) + frame)
+
+
+def _listen_seeds(rng: random.Random) -> dict[str, bytes]:
+    enc = P.encode_frame
+    x = [_frames(rng, 1) for _ in range(LISTEN_RUN)]
+    run = [_listen(100 + i, x[i], P.F_RESET if i == 0 else 0) for i in range(LISTEN_RUN)]
+    # resend the frames that end the shipped schedule's windows (49, 74) and one that does not
+    windows = b"".join(f * (2 if i in (3, 49, 74) else 1) for i, f in enumerate(run))
+    y = [_frames(rng, 1) for _ in range(8)]
+    extremes = [bytes([0x7F, 0x80] * (N_IN // 2)), bytes([0x80] * N_IN), bytes([0x7F] * N_IN)]
+    return {
+        # one LISTEN with RESET: frame 0, nothing ended (a window of 1 frame would)
+        "listen-reset": _listen(1, y[0], P.F_RESET),
+        # from boot without RESET: boot is a reset too (frames 0, 1, 2)
+        "listen-boot": b"".join(_listen(2 + i, y[i]) for i in range(3)) + enc(P.T_STATS, 9),
+        # windows end (every P / K frames after the first P), resends in between
+        "listen-windows": windows + enc(P.T_STATS, 200),
+        # extreme frames: the largest scores, pooled over whole windows
+        "listen-extremes": b"".join(_listen(30 + i, extremes[i % 3], P.F_RESET if i == 0 else 0)
+                                    for i in range(12)),
+        # a resent LISTEN (RESET or not) is not stepped again; the same seq with another
+        # frame is a new request; a LISTEN RESET later starts over at frame 0
+        "listen-resend": (_listen(50, y[1], P.F_RESET) * 2 + _listen(51, y[2]) * 3
+                          + _listen(51, y[3]) + _listen(52, y[4]) + _listen(53, y[5], P.F_RESET)
+                          + _listen(53, y[5], P.F_RESET) + enc(P.T_STATS, 54)),
+        # LISTEN's state is its own: INFER (with and without RESET) and RESET do not touch it,
+        # LISTEN RESET does not touch INFER's t; IDENTIFY announces LISTEN (capability bit 3)
+        "listen-vs-infer": b"".join([
+            enc(P.T_IDENTIFY, 60), _listen(61, y[0], P.F_RESET), _listen(62, y[1]),
+            enc(P.T_INFER, 63, bytes([P.F_RESET]) + y[2]), enc(P.T_RESET, 64),
+            _listen(65, y[3]), enc(P.T_INFER, 66, b"\0" + y[4]), _listen(67, y[5], P.F_RESET),
+            enc(P.T_INFER, 68, bytes([P.F_HIDDEN]) + y[6]), _listen(69, y[7]),
+            enc(P.T_RESET, 70), _listen(71, y[0]), enc(P.T_STATS, 72)]),
+        # bad LISTEN requests (ERROR 7, nothing reset or stepped, even with the RESET bit),
+        # between valid ones: flags other than bit 0, no frame, part of one, one byte more,
+        # two frames (too long for a 1-frame receive buffer: ERROR 5 there)
+        "listen-bad": b"".join([
+            _listen(80, y[0], P.F_RESET), _listen(81, y[1]),
+            _listen(82, y[2], P.F_HIDDEN), _listen(83, y[2], P.F_RESET | P.F_HIDDEN),
+            _listen(84, y[2], 0x80), _listen(85, y[2], 0xFE),
+            enc(P.T_LISTEN, 86), enc(P.T_LISTEN, 87, bytes([P.F_RESET])),
+            enc(P.T_LISTEN, 88, bytes([P.F_RESET]) + y[2][:N_IN - 1]),
+            enc(P.T_LISTEN, 89, bytes([P.F_RESET]) + y[2] + b"\x01"),
+            enc(P.T_LISTEN, 90, bytes([P.F_RESET]) + y[2] + y[3]),
+            _listen(91, y[4]), enc(P.T_STATS, 92)]),
+    }
 
 
 def main(argv: list[str]) -> int:

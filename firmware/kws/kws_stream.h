@@ -14,7 +14,8 @@
  *       if (kws_stream_step(&s, x, pooled))   // 1: a window ended, pooled = its score sums
  *           ...                                // class = argmax; posterior = softmax(pooled / POOL)
  *
- * The constants come from the generated kws_config.h (kws.windows.Schedule.constants).
+ * The constants come from the generated kws_config.h (kws.windows.Schedule.constants);
+ * Schedule.check_pool_fits proves from the weights that the int32 pooled sums cannot overflow.
  */
 #ifndef KWS_STREAM_H
 #define KWS_STREAM_H
@@ -33,7 +34,8 @@ extern "C" {
 #error "kws_config.h must define the KWS_STREAM_* schedule (kws export writes it)"
 #endif
 #if KWS_STREAM_INSTANCES < 1 || KWS_STREAM_STRIDE * KWS_STREAM_INSTANCES != KWS_STREAM_PERIOD || \
-    KWS_STREAM_POOL < 1 || KWS_STREAM_POOL > KWS_STREAM_PERIOD || KWS_STREAM_PERIOD > 65535
+    KWS_STREAM_POOL < 1 || KWS_STREAM_POOL > KWS_STREAM_PERIOD || KWS_STREAM_PERIOD > 65535 || \
+    KWS_STREAM_INSTANCES > 255
 #error "inconsistent KWS_STREAM_* schedule"
 #endif
 
