@@ -390,3 +390,92 @@ def test_flash_dry_run_and_missing_hex(tmp_path):
         ["-P", "/dev/ttyUSB3", "-b", "57600"]
     with pytest.raises(KwsError, match="build the firmware first"):
         flash(tmp_path / "none.hex", port="/dev/ttyUSB3")
+
+
+# --- AVR: the assembly fast paths of kws_model.c on random and saturating models -------------
+
+def _exp_model(seed, exps, zeta, nu, hidden=24, rank_w=6, rank_u=6, n_classes=12):
+    """A dense int8 model with full-range random weights and chosen exponents (shifts):
+    tw = eW1 - 6, tu = eU1 + 3, pw = eW2 - 3, pu = eU2 - 3, bz/bc = e - 14,
+    bcls = e_bcls - e_Wc - 14."""
+    from kws.intmodel import IntModel
+
+    rng = np.random.default_rng(seed)
+    shapes = {"W1": (rank_w, 32), "W2": (hidden, rank_w), "U1": (rank_u, hidden),
+              "U2": (hidden, rank_u), "Wc": (n_classes, hidden), "bz": (hidden,),
+              "bc": (hidden,), "bcls": (n_classes,)}
+    arrays = {k: rng.integers(-127, 128, s) for k, s in shapes.items()}
+    im = IntModel(32, hidden, rank_w, rank_u, n_classes, 5, 8, arrays, dict(exps),
+                  zeta=zeta, nu=nu)
+    im.check_no_overflow()
+    assert all(f == "dense" for f in im.formats.values())
+    return im
+
+
+def _fits24(im):
+    """kws_model.c's KWS_REC_FITS24: pre + ONE + any bias fits 24 bits for every input."""
+    s = im.shifts()
+    bias = max(64 if s[b] > 0 else 127 << -s[b] for b in ("bz", "bc"))
+    return ((im.rank_w * 127 * 32768 >> s["pw"]) + (im.rank_u * 127 * 32768 >> s["pu"])
+            + 16386 + bias) < 1 << 23
+
+
+def _pre_plus_one(im, x):
+    """pre + ONE of every unit and frame (what the gate's saturation to +-2^22 sees)."""
+    from kws.arith import rshift_round, sat
+
+    a, s = im.arrays, im.shifts()
+    _, h = im.run(x, return_state=True)
+    h_prev = np.concatenate([np.zeros_like(h[:, :1]), h[:, :-1]], 1)
+    tw = sat(rshift_round(x @ a["W1"].T, s["tw"]), 16)
+    tu = sat(rshift_round(h_prev @ a["U1"].T, s["tu"]), 16)
+    return rshift_round(tw @ a["W2"].T, s["pw"]) + rshift_round(tu @ a["U2"].T, s["pu"]) + 16384
+
+
+# name: (exponents, zeta, nu, shape) chosen to take every branch of the AVR kernels
+FAST_PATH_MODELS = {
+    # pre + bias fits 24 bits; PW 4 < PU 6 (pass A masks, then shifts left); TW 2, TU 9;
+    # bz -9 (the shipped model's), bc +3 (a rounded right shift), bcls -12 (byte 1)
+    "fits24": ({"W1": 8, "U1": 6, "W2": 7, "U2": 9, "Wc": 4, "bz": 5, "bc": 17, "bcls": 6},
+               12000, 500, {}),
+    # pre saturated to +-2^22 by pass B; PW = PU = 1; TW 0 and TU 5 saturate in the kernels;
+    # bz -15, bc -3, bcls +8 (rounds to 0); ZETA = ONE (g's other formula), g up to 2 ONE
+    "saturating": ({"W1": 6, "U1": 2, "W2": 4, "U2": 4, "Wc": 0, "bz": -1, "bc": 11,
+                    "bcls": 22}, 16384, 16384, {}),
+    # odd sizes (rows left to the row kernels, no 2-row unroll); PW 7 > PU 1; TW 9, TU 12
+    # (byte shifts); bz +5, bc -11, bcls -3
+    "odd": ({"W1": 15, "U1": 9, "W2": 10, "U2": 4, "Wc": 3, "bz": 19, "bc": 3, "bcls": 14},
+            5000, 9000, {"hidden": 21, "rank_w": 4, "rank_u": 5, "n_classes": 7}),
+}
+
+
+@needs_avr
+@pytest.mark.parametrize("name", list(FAST_PATH_MODELS))
+def test_fast_paths_on_the_board(name, tmp_path):
+    """The assembly of the dense int8 step (blocked rows, the W2 / U2 passes with unsigned
+    weights, the gates) against the reference, on models whose shifts reach every case."""
+    exps, zeta, nu, shape = FAST_PATH_MODELS[name]
+    im = _exp_model(11, exps, zeta, nu, **shape)
+    x = golden.inputs(12, 32, n_seq=2, n_frames=40)
+    sh = im.shifts()
+    assert 1 <= sh["pw"] <= 7 and 1 <= sh["pu"] <= 7 and 0 <= sh["tw"] <= 15
+    assert 0 <= sh["tu"] <= 15 and sh["bz"] >= -15 and sh["bc"] >= -15 and sh["bcls"] >= -15
+    assert _fits24(im) == (name == "fits24")
+    p = np.abs(_pre_plus_one(im, x))
+    if name == "saturating":
+        assert golden.saturation(im, x) == {"tw": True, "tu": True, "h": True}
+        assert p.max() >= 1 << 22 and im.zeta == 16384
+    else:
+        assert p.max() < 1 << 22
+    folder = make_model_folder(tmp_path / name, im, name)
+    model = load_model(folder)
+    _, result = build_and_run(model, x, tmp_path / f"b-{name}")
+    np.testing.assert_array_equal(result.scores, im.run(x), err_msg=name)
+    if not shape:  # hidden 24, ranks 6/6: the fast path's speed, not the C fallback's
+        assert max(result.cycles) < 21_000
+
+
+@needs_avr
+def test_dense_int8_step_is_under_20k_cycles(dense_run):
+    _, _, _, result = dense_run
+    assert result.cycle_stats()["max"] <= 20_000

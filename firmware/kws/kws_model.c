@@ -27,6 +27,16 @@
  * boundaries); a sparse matrix stores a row-major bitmask (LSB first) and only its non-zero
  * values. Per matrix, model_data.h says which (KWS_<M>_SPARSE, KWS_WEIGHT_BITS); only the code
  * a model needs is compiled in. Every array is read through KWS_READ_U8 (lpm on AVR).
+ *
+ * On AVR (unless KWS_NO_ASM), dense int8 matrices go through inline assembly, the same
+ * arithmetic bit for bit (the C below stays the definition, and the only path elsewhere):
+ *  - W1 . x, U1 . h and Wc . h' in blocks of 3 or 2 rows that share every vector element
+ *    loaded into registers; tw, tu and the class biases are finished in registers.
+ *  - W2 and U2 (the ranks' vectors tw, tu held in registers, the weights offset to unsigned)
+ *    and the gates of all hidden units: three loops over the units.
+ * The shipped shape (hidden 24, ranks 6/6, 912 MACs) takes about 19,300 cycles a step, from
+ * about 27,600 with one row at a time and the gates in C. Shapes, shifts or formats outside
+ * a kernel's range use the row kernels and C; each kernel says what it takes.
  */
 #define KWS_MODEL_DATA_IMPL
 #include "kws_model.h"
@@ -432,6 +442,811 @@ KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kw
     while (--rows);
 }
 
+/* ---- AVR: dense rows in blocks (W1 . x, U1 . h, Wc . h') -------------------------------------
+ * The row kernels above load every vector element once per row. These take 3 (or 2) rows at
+ * once and walk Z down a block of columns (adiw to the next row, back up to the next
+ * columns), so each element loaded into registers serves every row of the block. They also
+ * finish the rows in registers: rsr_sat16 into tw / tu, or the class bias as the start value
+ * of the sums, so nothing is left for C. */
+#if defined(KWS_ASM)
+/* which matrices can use them (the others use the row kernels) */
+#define KWS_X3 (!KWS_W1_SPARSE && KWS_N_IN % 8 == 0 && KWS_N_IN <= 63 && KWS_RANK_W >= 3)
+#define KWS_H2 (KWS_HIDDEN % 3 == 0 && KWS_HIDDEN <= 31)
+
+/* b' = rsr(b, s) of an int8 bias in register b (destroyed), added to the 24-bit d2:d1:d0 (s:
+ * an asm operand; |b'| <= 127 * 2^15). s >= 8: 0; 1..7: (b + 2^(s-1)) >> s in 16 bits;
+ * -7..0: b << -s in 16 bits; -15..-8: b << (-s - 8) added at byte 1 (-9 in 4 cycles; from
+ * -12 on, the first 4 bits by swap). t1, t2: temporaries; b and t1 upper registers. */
+#define KWS_BIAS_ADD(s, b, t1, t2, d0, d1, d2)                                             \
+    ".if " s " >= 8\n\t"                                                                   \
+    ".elseif " s " >= 1\n\t"                                                               \
+    "mov  " t1 ", " b "\n\t"                                                               \
+    "lsl  " t1 "\n\t"                                                                      \
+    "sbc  " t1 ", " t1 "\n\t"                                                              \
+    "subi " b ", lo8(-(1 << (" s " - 1)))\n\t"                                             \
+    "sbci " t1 ", 0xff\n\t"                                                                \
+    ".rept " s "\n\t"                                                                      \
+    "asr  " t1 "\n\t"                                                                      \
+    "ror  " b "\n\t"                                                                       \
+    ".endr\n\t"                                                                            \
+    "add  " d0 ", " b "\n\t"                                                               \
+    "adc  " d1 ", " t1 "\n\t"                                                              \
+    "adc  " d2 ", " t1 "\n\t"                                                              \
+    ".elseif " s " >= -7\n\t"                                                              \
+    "mov  " t1 ", " b "\n\t"                                                               \
+    "lsl  " t1 "\n\t"                                                                      \
+    "sbc  " t1 ", " t1 "\n\t"                                                              \
+    "mov  " t2 ", " t1 "\n\t"                                                              \
+    ".rept -(" s ")\n\t"                                                                   \
+    "lsl  " b "\n\t"                                                                       \
+    "rol  " t1 "\n\t"                                                                      \
+    ".endr\n\t"                                                                            \
+    "add  " d0 ", " b "\n\t"                                                               \
+    "adc  " d1 ", " t1 "\n\t"                                                              \
+    "adc  " d2 ", " t2 "\n\t"                                                              \
+    ".elseif " s " == -9\n\t"                                                              \
+    "lsl  " b "\n\t"                                                                       \
+    "sbc  " t1 ", " t1 "\n\t"                                                              \
+    "add  " d1 ", " b "\n\t"                                                               \
+    "adc  " d2 ", " t1 "\n\t"                                                              \
+    ".elseif " s " <= -12\n\t"   /* b << 4 by a nibble swap, then the rest */              \
+    "swap " b "\n\t"                                                                       \
+    "mov  " t1 ", " b "\n\t"                                                               \
+    "andi " b ", 0xf0\n\t"                                                                 \
+    "andi " t1 ", 0x0f\n\t"                                                                \
+    "sbrc " t1 ", 3\n\t"                                                                   \
+    "ori  " t1 ", 0xf0\n\t"                                                                \
+    ".rept -12 - (" s ")\n\t"                                                              \
+    "lsl  " b "\n\t"                                                                       \
+    "rol  " t1 "\n\t"                                                                      \
+    ".endr\n\t"                                                                            \
+    "add  " d1 ", " b "\n\t"                                                               \
+    "adc  " d2 ", " t1 "\n\t"                                                              \
+    ".else\n\t"                                                                            \
+    "mov  " t1 ", " b "\n\t"                                                               \
+    "lsl  " t1 "\n\t"                                                                      \
+    "sbc  " t1 ", " t1 "\n\t"                                                              \
+    ".rept -8 - (" s ")\n\t"                                                               \
+    "lsl  " b "\n\t"                                                                       \
+    "rol  " t1 "\n\t"                                                                      \
+    ".endr\n\t"                                                                            \
+    "add  " d1 ", " b "\n\t"                                                               \
+    "adc  " d2 ", " t1 "\n\t"                                                              \
+    ".endif\n\t"
+
+/* out of range of int16: store 0x7fff, or 0x8000 when sign (a register) is negative, via
+ * r21:r20; then skip the normal store at label 6 (which jumps on to 8) */
+#define KWS_ST16_SAT(sign)  \
+    "ldi  r21, 0x7f\n\t"    \
+    "ldi  r20, 0xff\n\t"    \
+    "sbrs " sign ", 7\n\t"  \
+    "rjmp 7f\n\t"           \
+    "ldi  r21, 0x80\n\t"    \
+    "ldi  r20, 0x00\n\t"    \
+    "7:\n\t"                \
+    "st   Y+, r20\n\t"      \
+    "st   Y+, r21\n\t"      \
+    "rjmp 8f\n\t"
+
+/* int8 x int8, 3 rows x 8 columns: x in r16..r23, w in r24; row sums (24 bits) in
+ * r2:r3:r4, r5:r6:r7, r8:r9:r10; r11 zero; r12 column-group count, r13 block count.
+ * 9 cycles a MAC (lpm, muls, AVR201's sign-extended 24-bit add), + 16 per 24 for the loads
+ * and 6 for the moves of Z. Through Y (saved): raw = 1: the sums as int32; raw = 0: int16
+ * rsr_sat16(sum, s), 0 <= s <= 15, the rounding being the sums' start value. */
+#define KWS_XMAC(x, a0, a1, a2) \
+    "lpm  r24, Z+\n\t"          \
+    "muls r24, " x "\n\t"       \
+    "sbc  " a2 ", r11\n\t"      \
+    "add  " a0 ", r0\n\t"       \
+    "adc  " a1 ", r1\n\t"       \
+    "adc  " a2 ", r11\n\t"
+#define KWS_XROW(a0, a1, a2)                                                               \
+    KWS_XMAC("r16", a0, a1, a2) KWS_XMAC("r17", a0, a1, a2) KWS_XMAC("r18", a0, a1, a2)    \
+    KWS_XMAC("r19", a0, a1, a2) KWS_XMAC("r20", a0, a1, a2) KWS_XMAC("r21", a0, a1, a2)    \
+    KWS_XMAC("r22", a0, a1, a2) KWS_XMAC("r23", a0, a1, a2)
+#define KWS_XOUT(a0, a1, a2)                                                               \
+    ".if %[raw]\n\t"                                                                       \
+    "st   Y+, " a0 "\n\t"                                                                  \
+    "st   Y+, " a1 "\n\t"                                                                  \
+    "st   Y+, " a2 "\n\t"                                                                  \
+    "clr  r24\n\t"                                                                         \
+    "sbrc " a2 ", 7\n\t"                                                                   \
+    "com  r24\n\t"                                                                         \
+    "st   Y+, r24\n\t"                                                                     \
+    ".elseif %[s] >= 8\n\t"   /* sum >> 8 fits int16 */                                    \
+    ".rept %[s] - 8\n\t"                                                                   \
+    "asr  " a2 "\n\t"                                                                      \
+    "ror  " a1 "\n\t"                                                                      \
+    ".endr\n\t"                                                                            \
+    "st   Y+, " a1 "\n\t"                                                                  \
+    "st   Y+, " a2 "\n\t"                                                                  \
+    ".else\n\t"                                                                            \
+    ".rept %[s]\n\t"                                                                       \
+    "asr  " a2 "\n\t"                                                                      \
+    "ror  " a1 "\n\t"                                                                      \
+    "ror  " a0 "\n\t"                                                                      \
+    ".endr\n\t"                                                                            \
+    "mov  r24, " a1 "\n\t"    /* int16 when a2 is a1's sign extension */                   \
+    "lsl  r24\n\t"                                                                         \
+    "sbc  r24, r24\n\t"                                                                    \
+    "cp   r24, " a2 "\n\t"                                                                 \
+    "breq 6f\n\t"                                                                          \
+    KWS_ST16_SAT(a2)                                                                       \
+    "6:\n\t"                                                                               \
+    "st   Y+, " a0 "\n\t"                                                                  \
+    "st   Y+, " a1 "\n\t"                                                                  \
+    "8:\n\t"                                                                               \
+    ".endif\n\t"
+/* a0 = the rounding 2^(s-1) (bytes r24, r25: 0 if raw or s = 0) */
+#define KWS_XSTART(a0, a1, a2) \
+    "mov  " a0 ", r24\n\t"     \
+    "mov  " a1 ", r25\n\t"     \
+    "clr  " a2 "\n\t"
+
+#define mat_x3_asm(wsym, v, ncols, nblk, out, raw_, s_)                                    \
+    do {                                                                                   \
+        const void *v_ = (v);                                                              \
+        void *o_ = (out);                                                                  \
+        __asm__ __volatile__(                                                              \
+            "push r28\n\t"                                                                 \
+            "push r29\n\t"                                                                 \
+            "movw r28, r30\n\t"                                                            \
+            "ldi  r30, lo8(%[wm])\n\t"                                                     \
+            "ldi  r31, hi8(%[wm])\n\t"                                                     \
+            "clr  r11\n\t"                                                                 \
+            "ldi  r24, %[nb]\n\t"                                                          \
+            "mov  r13, r24\n\t"                                                            \
+            "0:\n\t"                                                                       \
+            "ldi  r24, lo8(%[rnd])\n\t"                                                    \
+            "ldi  r25, hi8(%[rnd])\n\t"                                                    \
+            KWS_XSTART("r2", "r3", "r4") KWS_XSTART("r5", "r6", "r7")                      \
+            KWS_XSTART("r8", "r9", "r10")                                                  \
+            "ldi  r24, %[cols] / 8\n\t"                                                    \
+            "mov  r12, r24\n\t"                                                            \
+            "1:\n\t"                                                                       \
+            "ld   r16, X+\n\t" "ld   r17, X+\n\t" "ld   r18, X+\n\t" "ld   r19, X+\n\t"    \
+            "ld   r20, X+\n\t" "ld   r21, X+\n\t" "ld   r22, X+\n\t" "ld   r23, X+\n\t"    \
+            KWS_XROW("r2", "r3", "r4")                                                     \
+            "adiw r30, %[cols] - 8\n\t"                                                    \
+            KWS_XROW("r5", "r6", "r7")                                                     \
+            "adiw r30, %[cols] - 8\n\t"                                                    \
+            KWS_XROW("r8", "r9", "r10")                                                    \
+            "subi r30, lo8(2 * %[cols])\n\t"                                               \
+            "sbci r31, hi8(2 * %[cols])\n\t"                                               \
+            "dec  r12\n\t"                                                                 \
+            "breq 2f\n\t"                                                                  \
+            "rjmp 1b\n\t"                                                                  \
+            "2:\n\t"                                                                       \
+            "subi r30, lo8(-2 * %[cols])\n\t"  /* Z: the next block's first row */         \
+            "sbci r31, hi8(-2 * %[cols])\n\t"                                              \
+            "sbiw r26, %[cols]\n\t"            /* X: back to x[0] */                       \
+            "clr  __zero_reg__\n\t"                                                        \
+            KWS_XOUT("r2", "r3", "r4") KWS_XOUT("r5", "r6", "r7") KWS_XOUT("r8", "r9", "r10")\
+            "dec  r13\n\t"                                                                 \
+            "breq 3f\n\t"                                                                  \
+            "rjmp 0b\n\t"                                                                  \
+            "3:\n\t"                                                                       \
+            "pop  r29\n\t"                                                                 \
+            "pop  r28\n\t"                                                                 \
+            : "+z"(o_), "+x"(v_)                                                           \
+            : [wm] "i"(wsym), [cols] "i"(ncols), [nb] "i"(nblk), [raw] "i"(raw_),          \
+              [s] "i"(s_), [rnd] "i"((raw_) || (s_) < 1 ? 0 : 1 << ((s_) - 1))             \
+            : "r0", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12",   \
+              "r13", "r16", "r17", "r18", "r19", "r20", "r21", "r22", "r23", "r24", "r25", \
+              "memory");                                                                   \
+    } while (0)
+
+/* int8 x int16, 2 rows x 3 columns: v[j] = 256 hi + lo in r16:r19, r17:r20, r18:r21
+ * (mulsu wants r16..r23), w in r22; per row two 24-bit sums, a of w lo and b of w hi:
+ * r2..r4 + 256 r5..r7 and r8..r10 + 256 r11..r13; r14:r15 zero; r23 column-group count;
+ * r24:r25 the class bias pointer (mode 2) or the rounding (mode 1). 15 cycles a MAC (lpm,
+ * mulsu + add, muls + add), + 12 per 6 for the loads and 4 for Z; the column loop is
+ * unrolled twice when it can be (6 columns). The row is a + 256 b, out through Y (saved):
+ *   mode 0: int32;  mode 1: int16 rsr_sat16(row, s), 0 <= s <= 15 (rounding in a's start);
+ *   mode 2: int32 row + rsr(bias[r], s), -15 <= s (the bias is a's start value). */
+#define KWS_HMAC(lo, hi, a0, a1, a2, b0, b1, b2) \
+    "lpm  r22, Z+\n\t"                          \
+    "mulsu r22, " lo "\n\t"                     \
+    "sbc  " a2 ", r14\n\t"                      \
+    "add  " a0 ", r0\n\t"                       \
+    "adc  " a1 ", r1\n\t"                       \
+    "adc  " a2 ", r14\n\t"                      \
+    "muls r22, " hi "\n\t"                      \
+    "sbc  " b2 ", r14\n\t"                      \
+    "add  " b0 ", r0\n\t"                       \
+    "adc  " b1 ", r1\n\t"                       \
+    "adc  " b2 ", r14\n\t"
+#define KWS_HROW(a0, a1, a2, b0, b1, b2)             \
+    KWS_HMAC("r16", "r19", a0, a1, a2, b0, b1, b2) \
+    KWS_HMAC("r17", "r20", a0, a1, a2, b0, b1, b2) \
+    KWS_HMAC("r18", "r21", a0, a1, a2, b0, b1, b2)
+/* the row a + 256 b into a0, a1, a2, b2: the top byte is b2 + carry + a2's sign extension */
+#define KWS_HSUM(a0, a1, a2, b0, b1, b2) \
+    "sbrc " a2 ", 7\n\t"                 \
+    "dec  " b2 "\n\t"                    \
+    "add  " a1 ", " b0 "\n\t"            \
+    "adc  " a2 ", " b1 "\n\t"            \
+    "adc  " b2 ", r14\n\t"
+#define KWS_HOUT(a0, a1, a2, b0, b1, b2)                                                   \
+    KWS_HSUM(a0, a1, a2, b0, b1, b2)                                                       \
+    ".if %[mode] != 1\n\t"                                                                 \
+    "st   Y+, " a0 "\n\t"                                                                  \
+    "st   Y+, " a1 "\n\t"                                                                  \
+    "st   Y+, " a2 "\n\t"                                                                  \
+    "st   Y+, " b2 "\n\t"                                                                  \
+    ".elseif %[s] >= 8\n\t"   /* (row >> 8) >> (s - 8), 24 bits, to int16 */               \
+    ".rept %[s] - 8\n\t"                                                                   \
+    "asr  " b2 "\n\t"                                                                      \
+    "ror  " a2 "\n\t"                                                                      \
+    "ror  " a1 "\n\t"                                                                      \
+    ".endr\n\t"                                                                            \
+    "mov  r20, " a2 "\n\t"                                                                 \
+    "lsl  r20\n\t"                                                                         \
+    "sbc  r20, r20\n\t"                                                                    \
+    "cp   r20, " b2 "\n\t"                                                                 \
+    "breq 6f\n\t"                                                                          \
+    KWS_ST16_SAT(b2)                                                                       \
+    "6:\n\t"                                                                               \
+    "st   Y+, " a1 "\n\t"                                                                  \
+    "st   Y+, " a2 "\n\t"                                                                  \
+    "8:\n\t"                                                                               \
+    ".else\n\t"               /* row >> s, 32 bits, to int16 */                            \
+    ".rept %[s]\n\t"                                                                       \
+    "asr  " b2 "\n\t"                                                                      \
+    "ror  " a2 "\n\t"                                                                      \
+    "ror  " a1 "\n\t"                                                                      \
+    "ror  " a0 "\n\t"                                                                      \
+    ".endr\n\t"                                                                            \
+    "mov  r20, " a1 "\n\t"                                                                 \
+    "lsl  r20\n\t"                                                                         \
+    "sbc  r20, r20\n\t"                                                                    \
+    "cp   r20, " a2 "\n\t"                                                                 \
+    "cpc  r20, " b2 "\n\t"                                                                 \
+    "breq 6f\n\t"                                                                          \
+    KWS_ST16_SAT(b2)                                                                       \
+    "6:\n\t"                                                                               \
+    "st   Y+, " a0 "\n\t"                                                                  \
+    "st   Y+, " a1 "\n\t"                                                                  \
+    "8:\n\t"                                                                               \
+    ".endif\n\t"
+
+#define mat_h2_asm(wsym, v, ncols, nblk, out, mode_, s_, bsym)                             \
+    do {                                                                                   \
+        const void *v_ = (v);                                                              \
+        void *o_ = (out);                                                                  \
+        __asm__ __volatile__(                                                              \
+            "push r28\n\t"                                                                 \
+            "push r29\n\t"                                                                 \
+            "movw r28, r30\n\t"                                                            \
+            "ldi  r30, lo8(%[wm])\n\t"                                                     \
+            "ldi  r31, hi8(%[wm])\n\t"                                                     \
+            "clr  r14\n\t"                                                                 \
+            "clr  r15\n\t"                                                                 \
+            "ldi  r24, lo8(%[bp])\n\t"                                                     \
+            "ldi  r25, hi8(%[bp])\n\t"                                                     \
+            "0:\n\t"                                                                       \
+            "movw r2, r14\n\t" "movw r4, r14\n\t" "movw r6, r14\n\t"                       \
+            "movw r8, r14\n\t" "movw r10, r14\n\t" "movw r12, r14\n\t"                     \
+            ".if %[mode] == 1 && %[s] >= 9\n\t"                                            \
+            "ldi  r16, hi8(%[rnd])\n\t"                                                    \
+            "mov  r3, r16\n\t"                                                             \
+            "mov  r9, r16\n\t"                                                             \
+            ".elseif %[mode] == 1 && %[s] >= 1\n\t"                                        \
+            "ldi  r16, %[rnd]\n\t"                                                         \
+            "mov  r2, r16\n\t"                                                             \
+            "mov  r8, r16\n\t"                                                             \
+            ".elseif %[mode] == 2\n\t"    /* this block's two biases, Z to bcls and back */ \
+            "movw r16, r30\n\t"                                                            \
+            "movw r30, r24\n\t"                                                            \
+            "lpm  r18, Z+\n\t"                                                             \
+            "lpm  r19, Z+\n\t"                                                             \
+            "movw r24, r30\n\t"                                                            \
+            "movw r30, r16\n\t"                                                            \
+            KWS_BIAS_ADD("%[s]", "r18", "r20", "r21", "r2", "r3", "r4")                    \
+            KWS_BIAS_ADD("%[s]", "r19", "r20", "r21", "r8", "r9", "r10")                   \
+            ".endif\n\t"                                                                   \
+            "ldi  r23, %[cols] / (3 * %[u])\n\t"                                           \
+            "1:\n\t"                                                                       \
+            ".rept %[u]\n\t"                                                               \
+            "ld   r16, X+\n\t" "ld   r19, X+\n\t" "ld   r17, X+\n\t"                       \
+            "ld   r20, X+\n\t" "ld   r18, X+\n\t" "ld   r21, X+\n\t"                       \
+            KWS_HROW("r2", "r3", "r4", "r5", "r6", "r7")                                   \
+            "adiw r30, %[cols] - 3\n\t"                                                    \
+            KWS_HROW("r8", "r9", "r10", "r11", "r12", "r13")                               \
+            "sbiw r30, %[cols]\n\t"                                                        \
+            ".endr\n\t"                                                                    \
+            "dec  r23\n\t"                                                                 \
+            "breq 2f\n\t"                                                                  \
+            "rjmp 1b\n\t"                                                                  \
+            "2:\n\t"                                                                       \
+            "adiw r30, %[cols]\n\t"            /* Z: the next block's first row */         \
+            "sbiw r26, 2 * %[cols]\n\t"        /* X: back to v[0] */                       \
+            "clr  __zero_reg__\n\t"                                                        \
+            KWS_HOUT("r2", "r3", "r4", "r5", "r6", "r7")                                   \
+            KWS_HOUT("r8", "r9", "r10", "r11", "r12", "r13")                               \
+            "cpi  r30, lo8(%[wend])\n\t"       /* the end of the block rows */             \
+            "brne 4f\n\t"                                                                  \
+            "cpi  r31, hi8(%[wend])\n\t"                                                   \
+            "breq 3f\n\t"                                                                  \
+            "4:\n\t"                                                                       \
+            "rjmp 0b\n\t"                                                                  \
+            "3:\n\t"                                                                       \
+            "pop  r29\n\t"                                                                 \
+            "pop  r28\n\t"                                                                 \
+            : "+z"(o_), "+x"(v_)                                                           \
+            : [wm] "i"(wsym), [wend] "i"((wsym) + 2 * (nblk) * (ncols)), [cols] "i"(ncols),\
+              [u] "i"((ncols) % 6 == 0 ? 2 : 1), [mode] "i"(mode_), [s] "i"(s_),           \
+              [bp] "i"(bsym), [rnd] "i"((mode_) == 1 && (s_) >= 1 ? 1 << ((s_) - 1) : 0)  \
+            : "r0", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12",   \
+              "r13", "r14", "r15", "r16", "r17", "r18", "r19", "r20", "r21", "r22", "r23", \
+              "r24", "r25", "memory");                                                     \
+    } while (0)
+#else
+#define KWS_X3 0
+#define KWS_H2 0
+#endif
+
+/* ---- AVR: the recurrent half (W2, U2, the gates) in assembly -------------------------------
+ * For dense int8 W2 / U2 whose ranks fit the registers (<= 6) and the usual shifts. Three
+ * passes over the hidden units, through one static buffer:
+ *
+ *   pass A (W2, tw in registers): buf[r] = ((rsr(W2[r] . tw, PW) + ONE) << PU) + 2^(PU-1)
+ *   pass B (U2, tu in registers): p[r] = (buf[r] + U2[r] . tu) >> PU
+ *                                      = rsr(W2[r] . tw, PW) + rsr(U2[r] . tu, PU) + ONE
+ *                                      = pre + ONE          (3 bytes, packed in place)
+ *   gate: z, c, g, h' of every unit from p[r], bz[r], bc[r], h[r] (h in place)
+ *
+ * Pass B starts each row's sum from pass A's value, scaled so that one shift by PU rounds
+ * U2 . tu and leaves W2's part exact: no separate shift, add and store of `pre`. (Both
+ * passes also carry the correction C_tu of the unsigned weights below: pass A subtracts it,
+ * pass B's products add it back.)
+ *
+ * Unsigned weights. A MAC of an int8 weight w and an int16 v = 256 hi + lo (lo unsigned) takes
+ * two multiplies, and a signed product needs a sign extension (sbc, one cycle) before it is
+ * added. Here each weight is flipped to w' = w + 128 (subi, one cycle) instead, which is
+ * 1..255 because the model's weights are within +-127 (kws.intmodel.IntModel refuses -128):
+ * w' lo is unsigned, and w' hi is negative exactly when hi is, whatever the weight. So both
+ * products are added as plain unsigned 16-bit numbers (3 cycles each, 14 per MAC with the
+ * weight's lpm) and each row sum is off by a constant of the vector alone:
+ *
+ *   sum_j w'_j v_j (the products added as unsigned) = sum_j w_j v_j + C,
+ *   C = 128 sum_j v_j + 2^24 #{j: v_j < 0} = 128 D,  D = sum_j (v_j mod 2^16 + 2^16 [v_j < 0])
+ *
+ * Pass A computes D of tw and of tu, and starts its sums from
+ *   K = 2^(PW-1) - C_tw + 2^PW (ONE - C_tu / 2^PU)
+ * (rounding, its own correction, and pass B's, moved ahead of pass B's shift where it is
+ * exact: C_tu is a multiple of 2^7 >= 2^PU). Everything is modulo 2^32, exact because every
+ * true value fits int32 (the bounds are checked at compile time below).
+ *
+ * Registers of passes A and B (none is left for C: pointers and constants are "i" operands):
+ *   r2..r7 lo bytes of the vector     r16..r21 hi bytes (mulsu wants r16..r23)
+ *   r22 w'   r23:r8:r9 sum a (the w' lo products, 24 bits)   r10:r11:r12 sum b (w' hi)
+ *   r13 zero   r14, r24:r25, r15: K (bytes 0..3, pass A)   X buf   Y p (pass B)   Z weights
+ * The row is a + 256 b: r23, r8 + r10, r9 + r11, r12 (+ carries). */
+#if defined(KWS_ASM) && !KWS_W2_SPARSE && !KWS_U2_SPARSE && KWS_RANK_W <= 6 && \
+    KWS_RANK_U <= 6 && KWS_SHIFT_PW >= 1 && KWS_SHIFT_PW <= 7 && KWS_SHIFT_PU >= 1 && \
+    KWS_SHIFT_PU <= 7 && KWS_SHIFT_BZ >= -15 && KWS_SHIFT_BC >= -15 && KWS_HIDDEN <= 63
+/* bounds of true values: |W2 . tw|, |U2 . tu|, C_tu, pass A's and pass B's sums */
+#define KWS_REC_W2MAX (KWS_RANK_W * 127L * 32768L)
+#define KWS_REC_U2MAX (KWS_RANK_U * 127L * 32768L)
+#define KWS_REC_CU (128L * KWS_RANK_U * 131072L)
+#define KWS_REC_AMAX \
+    (KWS_REC_W2MAX + (1L << (14 + KWS_SHIFT_PW)) + ((KWS_REC_CU >> KWS_SHIFT_PU) << KWS_SHIFT_PW))
+#define KWS_REC_BMAX \
+    ((((KWS_REC_W2MAX >> KWS_SHIFT_PW) + 1 + 16384) << KWS_SHIFT_PU) + 64 + KWS_REC_U2MAX)
+#if KWS_REC_AMAX < 0x7fff0000L && KWS_REC_BMAX < 0x7fff0000L
+#define KWS_REC_ASM 1
+/* |b'| of a bias after its shift (at most 127 * 2^15 here) */
+#define KWS_REC_BIAS(s) ((s) > 0 ? 64L : 127L << ((s) <= 0 ? -(s) : 0))
+/* 1: p + bias always fits 24 bits (else pass B saturates p to +-2^22: the same z and c,
+ * since |bias| <= 2^22 - 2^15) */
+#define KWS_REC_FITS24                                                                     \
+    ((KWS_REC_W2MAX >> KWS_SHIFT_PW) + (KWS_REC_U2MAX >> KWS_SHIFT_PU) + 16386L +          \
+     KWS_MAX2(KWS_REC_BIAS(KWS_SHIFT_BZ), KWS_REC_BIAS(KWS_SHIFT_BC)) < 0x800000L)
+
+static uint8_t kws_buf[4 * KWS_HIDDEN];  /* pass A's values, then pass B's p (3 bytes each) */
+
+/* vector element j < n (an int16 at X) into lo, hi; D (r12:r11:r10) += v mod 2^16 + 2^16 [v < 0] */
+#define KWS_VLOAD(n, j, lo, hi) \
+    ".if " n " > " #j "\n\t"   \
+    "ld   " lo ", X+\n\t"      \
+    "ld   " hi ", X+\n\t"      \
+    "add  r10, " lo "\n\t"     \
+    "adc  r11, " hi "\n\t"     \
+    "adc  r12, r13\n\t"        \
+    "sbrc " hi ", 7\n\t"       \
+    "inc  r12\n\t"             \
+    ".endif\n\t"
+#define KWS_VLOAD6(n)                                                                      \
+    "clr  r10\n\t"                                                                         \
+    "clr  r11\n\t"                                                                         \
+    "clr  r12\n\t"                                                                         \
+    KWS_VLOAD(n, 0, "r2", "r16") KWS_VLOAD(n, 1, "r3", "r17") KWS_VLOAD(n, 2, "r4", "r18")  \
+    KWS_VLOAD(n, 3, "r5", "r19") KWS_VLOAD(n, 4, "r6", "r20") KWS_VLOAD(n, 5, "r7", "r21")
+
+/* 14 cycles: a += w' lo, b += w' hi (both as unsigned 16-bit numbers), w' = w + 128 */
+#define KWS_VMAC(j, lo, hi)    \
+    ".if %[n] > " #j "\n\t"    \
+    "lpm  r22, Z+\n\t"         \
+    "subi r22, 0x80\n\t"       \
+    "mul  r22, " lo "\n\t"     \
+    "add  r23, r0\n\t"         \
+    "adc  r8, r1\n\t"          \
+    "adc  r9, r13\n\t"         \
+    "mulsu " hi ", r22\n\t"    \
+    "add  r10, r0\n\t"         \
+    "adc  r11, r1\n\t"         \
+    "adc  r12, r13\n\t"        \
+    ".endif\n\t"
+/* a row: the sums a + 256 b into r12:r9:r8:r23 (a is unsigned: no sign extension) */
+#define KWS_VROW                                                                           \
+    KWS_VMAC(0, "r2", "r16") KWS_VMAC(1, "r3", "r17") KWS_VMAC(2, "r4", "r18")             \
+    KWS_VMAC(3, "r5", "r19") KWS_VMAC(4, "r6", "r20") KWS_VMAC(5, "r7", "r21")             \
+    "add  r8, r10\n\t"                                                                     \
+    "adc  r9, r11\n\t"                                                                     \
+    "adc  r12, r13\n\t"
+
+#define KWS_REC_CLOBBERS                                                                   \
+    "r0", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "r13",      \
+    "r14", "r15", "r16", "r17", "r18", "r19", "r20", "r21", "r22", "r23", "r24", "r25",    \
+    "memory"
+
+/* pass A, one row: t = K + W2[r] . tw; buf[r] = ((t >> PW) << PU) + 2^(PU-1), both shifts in
+ * one (right by PW - PU, clear the low PU bits; or clear the low PW bits, shift left) */
+#define KWS_PASS_A_ROW         \
+    "mov  r23, r14\n\t"        \
+    "clr  r8\n\t"              \
+    "clr  r9\n\t"              \
+    "movw r10, r24\n\t"        \
+    "mov  r12, r15\n\t"        \
+    KWS_VROW                   \
+    ".if %[pw] >= %[pu]\n\t"   \
+    ".rept %[pw] - %[pu]\n\t"  \
+    "asr  r12\n\t"             \
+    "ror  r9\n\t"              \
+    "ror  r8\n\t"              \
+    "ror  r23\n\t"             \
+    ".endr\n\t"                \
+    "andi r23, %[mu]\n\t"      \
+    ".else\n\t"                \
+    "andi r23, %[mw]\n\t"      \
+    ".rept %[pu] - %[pw]\n\t"  \
+    "lsl  r23\n\t"             \
+    "rol  r8\n\t"              \
+    "rol  r9\n\t"              \
+    "rol  r12\n\t"             \
+    ".endr\n\t"                \
+    ".endif\n\t"               \
+    "ori  r23, %[rb]\n\t"      \
+    "st   X+, r23\n\t"         \
+    "st   X+, r8\n\t"          \
+    "st   X+, r9\n\t"          \
+    "st   X+, r12\n\t"
+
+KWS_INLINE void kws_rec_pass_a(const int16_t *tw, const int16_t *tu)
+{
+    __asm__ __volatile__(
+        "clr  r13\n\t"
+        "movw r8, r26\n\t"      /* tw, for later */
+        /* D of tu -> M = D_tu << (7 - PU + PW) = 2^PW C_tu / 2^PU, in r15:r25:r24:r14 */
+        "movw r26, r30\n\t"
+        KWS_VLOAD6("%[nu]")
+        "clr  r23\n\t"
+        ".if %[e] >= 8\n\t"
+        "mov  r23, r12\n\t"
+        "mov  r12, r11\n\t"
+        "mov  r11, r10\n\t"
+        "clr  r10\n\t"
+        ".endif\n\t"
+        ".rept %[e] %% 8\n\t"
+        "lsl  r10\n\t"
+        "rol  r11\n\t"
+        "rol  r12\n\t"
+        "rol  r23\n\t"
+        ".endr\n\t"
+        "mov  r14, r10\n\t"
+        "mov  r24, r11\n\t"
+        "mov  r25, r12\n\t"
+        "mov  r15, r23\n\t"
+        /* tw into the registers; M += 128 D_tw = (D << 8) >> 1 */
+        "movw r26, r8\n\t"
+        KWS_VLOAD6("%[n]")
+        "clr  r23\n\t"
+        "lsr  r12\n\t"
+        "ror  r11\n\t"
+        "ror  r10\n\t"
+        "ror  r23\n\t"
+        "add  r14, r23\n\t"
+        "adc  r24, r10\n\t"
+        "adc  r25, r11\n\t"
+        "adc  r15, r12\n\t"
+        /* K = 2^(PW-1) + 2^PW ONE - M */
+        "ldi  r22, lo8(%[k0])\n\t"
+        "ldi  r23, hi8(%[k0])\n\t"
+        "ldi  r30, hlo8(%[k0])\n\t"
+        "ldi  r31, hhi8(%[k0])\n\t"
+        "sub  r22, r14\n\t"
+        "sbc  r23, r24\n\t"
+        "sbc  r30, r25\n\t"
+        "sbc  r31, r15\n\t"
+        "mov  r14, r22\n\t"
+        "mov  r24, r23\n\t"
+        "mov  r25, r30\n\t"
+        "mov  r15, r31\n\t"
+        "ldi  r26, lo8(%[buf])\n\t"
+        "ldi  r27, hi8(%[buf])\n\t"
+        "ldi  r30, lo8(%[wm])\n\t"
+        "ldi  r31, hi8(%[wm])\n\t"
+        "0:\n\t"
+        KWS_PASS_A_ROW
+        ".if %[h] %% 2 == 0\n\t"  /* two rows a loop */
+        KWS_PASS_A_ROW
+        ".endif\n\t"
+        "cpi  r26, lo8(%[end])\n\t"   /* the buffer is < 256 bytes: the low byte decides */
+        "breq 1f\n\t"
+        "rjmp 0b\n\t"
+        "1:\n\t"
+        "clr  __zero_reg__\n\t"
+        : "+x"(tw), "+z"(tu)
+        : [n] "i"(KWS_RANK_W), [nu] "i"(KWS_RANK_U), [buf] "i"(kws_buf),
+          [end] "i"(kws_buf + 4 * KWS_HIDDEN), [wm] "i"(kws_W2), [pw] "i"(KWS_SHIFT_PW),
+          [pu] "i"(KWS_SHIFT_PU), [mu] "i"(0xff & ~((1 << KWS_SHIFT_PU) - 1)),
+          [mw] "i"(0xff & ~((1 << KWS_SHIFT_PW) - 1)), [rb] "i"(1 << (KWS_SHIFT_PU - 1)),
+          [e] "i"(7 - KWS_SHIFT_PU + KWS_SHIFT_PW), [h] "i"(KWS_HIDDEN),
+          [k0] "i"((1L << (KWS_SHIFT_PW - 1)) + (1L << (14 + KWS_SHIFT_PW)))
+        : KWS_REC_CLOBBERS);
+}
+
+/* pass B, one row: p = (buf[r] + U2[r] . tu) >> PU (the start value is pass A's), out
+ * through Y as 3 bytes; saturated to +-2^22 when it might not fit */
+#define KWS_PASS_B_ROW         \
+    "ld   r23, X+\n\t"         \
+    "movw r8, r14\n\t"         \
+    "ld   r10, X+\n\t"         \
+    "ld   r11, X+\n\t"         \
+    "ld   r12, X+\n\t"         \
+    KWS_VROW                   \
+    ".rept %[pu]\n\t"          \
+    "asr  r12\n\t"             \
+    "ror  r9\n\t"              \
+    "ror  r8\n\t"              \
+    "ror  r23\n\t"             \
+    ".endr\n\t"                \
+    ".if %[fits] == 0\n\t"     \
+    "mov  r24, r9\n\t"         \
+    "subi r24, 0xc0\n\t"       \
+    "mov  r25, r12\n\t"        \
+    "sbci r25, 0xff\n\t"       \
+    "tst  r25\n\t"             \
+    "brne 2f\n\t"              \
+    "cpi  r24, 0x80\n\t"       \
+    "brlo 3f\n\t"              \
+    "2:\n\t"                   \
+    "ldi  r24, 0x40\n\t"       \
+    "sbrc r12, 7\n\t"          \
+    "ldi  r24, 0xc0\n\t"       \
+    "mov  r9, r24\n\t"         \
+    "clr  r8\n\t"              \
+    "clr  r23\n\t"             \
+    "3:\n\t"                   \
+    ".endif\n\t"               \
+    "st   Y+, r23\n\t"         \
+    "st   Y+, r8\n\t"          \
+    "st   Y+, r9\n\t"
+
+KWS_INLINE void kws_rec_pass_b(const int16_t *tu)
+{
+    __asm__ __volatile__(
+        "push r28\n\t"
+        "push r29\n\t"
+        "clr  r13\n\t"
+        "clr  r14\n\t"         /* r15:r14 = 0, to clear a1:a2 */
+        "clr  r15\n\t"
+        KWS_VLOAD6("%[n]")
+        "ldi  r26, lo8(%[buf])\n\t"
+        "ldi  r27, hi8(%[buf])\n\t"
+        "movw r28, r26\n\t"
+        "ldi  r30, lo8(%[wm])\n\t"
+        "ldi  r31, hi8(%[wm])\n\t"
+        "0:\n\t"
+        KWS_PASS_B_ROW
+        ".if %[h] %% 2 == 0\n\t"
+        KWS_PASS_B_ROW
+        ".endif\n\t"
+        "cpi  r26, lo8(%[end])\n\t"
+        "breq 1f\n\t"
+        "rjmp 0b\n\t"
+        "1:\n\t"
+        "pop  r29\n\t"
+        "pop  r28\n\t"
+        "clr  __zero_reg__\n\t"
+        : "+x"(tu)
+        : [n] "i"(KWS_RANK_U), [buf] "i"(kws_buf), [end] "i"(kws_buf + 4 * KWS_HIDDEN),
+          [wm] "i"(kws_U2), [pu] "i"(KWS_SHIFT_PU), [h] "i"(KWS_HIDDEN),
+          [fits] "i"(KWS_REC_FITS24)
+        : KWS_REC_CLOBBERS, "r30", "r31");
+}
+
+/* The gate of every unit (about 130 cycles each), h updated in place, from p = pre + ONE:
+ *   z = clamp(p + bz', 0, 2 ONE) >> 1       c = clamp(p + bc', 0, 2 ONE) - ONE
+ *       (branch-free: cpse / sbrc skip a movw of 0 or 0x8000)
+ *   g = ZETA + NU - ((4 ZETA z + 32764) >> 16)    (= rsr(ZETA (ONE - z), 14) + NU; the
+ *       shift is the choice of bytes; when ZETA = ONE, 4 ZETA would not fit 16 bits:
+ *       ((ZETA z + 8191) << 2) >> 16)
+ *   h' = sat16((g c + z h + 8192) >> 14)          (8 multiplies into one 32-bit sum)
+ * Registers: r2:r3 = 0, r4:r5 = 0x8000, r7:r6 4 ZETA (or ZETA), r9:r8 kws_bc - kws_bz - 1,
+ * r11:r10 ZETA + NU, r19:r21:r20 z (p + bz'), r18:r17:r16 c (p + bc') then h, r19:r18 g,
+ * r23:r22:r25:r24 the products; X p, Y h (saved: it may be the frame pointer), Z bz. */
+KWS_INLINE void kws_rec_gate(int16_t *h)
+{
+    __asm__ __volatile__(
+        "push r28\n\t"
+        "push r29\n\t"
+        "movw r28, r30\n\t"
+        "clr  r2\n\t"
+        "clr  r3\n\t"
+        "clr  r4\n\t"
+        "ldi  r24, 0x80\n\t"
+        "mov  r5, r24\n\t"
+        "ldi  r24, lo8(%[zeta])\n\t"
+        "mov  r6, r24\n\t"
+        "ldi  r24, hi8(%[zeta])\n\t"
+        "mov  r7, r24\n\t"
+        "ldi  r24, lo8(%[bc])\n\t"
+        "ldi  r25, hi8(%[bc])\n\t"
+        "subi r24, lo8(%[bz] + 1)\n\t"
+        "sbci r25, hi8(%[bz] + 1)\n\t"
+        "movw r8, r24\n\t"
+        "ldi  r24, lo8(%[k])\n\t"
+        "ldi  r25, hi8(%[k])\n\t"
+        "movw r10, r24\n\t"
+        "ldi  r26, lo8(%[buf])\n\t"
+        "ldi  r27, hi8(%[buf])\n\t"
+        "ldi  r30, lo8(%[bz])\n\t"
+        "ldi  r31, hi8(%[bz])\n\t"
+        "0:\n\t"
+        "ld   r20, X+\n\t"
+        "ld   r21, X+\n\t"
+        "ld   r19, X+\n\t"
+        "movw r16, r20\n\t"
+        "mov  r18, r19\n\t"
+        /* + bz'; + bc' (Z moves to bc[r] and back to bz[r + 1]) */
+        "lpm  r24, Z+\n\t"
+        KWS_BIAS_ADD("%[sbz]", "r24", "r25", "r22", "r20", "r21", "r19")
+        "add  r30, r8\n\t"
+        "adc  r31, r9\n\t"
+        "lpm  r24, Z\n\t"
+        "sub  r30, r8\n\t"
+        "sbc  r31, r9\n\t"
+        KWS_BIAS_ADD("%[sbc]", "r24", "r25", "r22", "r16", "r17", "r18")
+        /* z: clamp to [0, 0x8000], halve */
+        "cpse r19, r2\n\t"
+        "movw r20, r4\n\t"
+        "sbrc r19, 7\n\t"
+        "movw r20, r2\n\t"
+        "sbrc r21, 7\n\t"
+        "movw r20, r4\n\t"
+        "lsr  r21\n\t"
+        "ror  r20\n\t"
+        /* c: clamp to [0, 0x8000], - ONE */
+        "cpse r18, r2\n\t"
+        "movw r16, r4\n\t"
+        "sbrc r18, 7\n\t"
+        "movw r16, r2\n\t"
+        "sbrc r17, 7\n\t"
+        "movw r16, r4\n\t"
+        "subi r17, 0x40\n\t"
+        /* g = ZETA + NU - q: r19:r18; q = bytes 2..3 of 4 ZETA z + 32764 (r23:r22:r25:r24) */
+        "mul  r20, r6\n\t"
+        "movw r24, r0\n\t"
+        "mul  r21, r7\n\t"
+        "movw r22, r0\n\t"
+        "mul  r20, r7\n\t"
+        "add  r25, r0\n\t"
+        "adc  r22, r1\n\t"
+        "adc  r23, r2\n\t"
+        "mul  r21, r6\n\t"
+        "add  r25, r0\n\t"
+        "adc  r22, r1\n\t"
+        "adc  r23, r2\n\t"
+        ".if %[z4]\n\t"
+        "subi r24, 0x04\n\t"
+        "sbci r25, 0x80\n\t"
+        "sbci r22, 0xff\n\t"
+        "sbci r23, 0xff\n\t"
+        ".else\n\t"
+        "subi r24, 0x01\n\t"
+        "sbci r25, 0xe0\n\t"
+        "sbci r22, 0xff\n\t"
+        "sbci r23, 0xff\n\t"
+        "lsl  r25\n\t"
+        "rol  r22\n\t"
+        "rol  r23\n\t"
+        "lsl  r25\n\t"
+        "rol  r22\n\t"
+        "rol  r23\n\t"
+        ".endif\n\t"
+        "movw r18, r10\n\t"
+        "sub  r18, r22\n\t"
+        "sbc  r19, r23\n\t"
+        /* S = g c + z h + 8192 (g unsigned, c and h signed, z <= ONE) */
+        "mul  r18, r16\n\t"
+        "movw r24, r0\n\t"
+        "mulsu r17, r19\n\t"
+        "movw r22, r0\n\t"
+        "mulsu r17, r18\n\t"
+        "sbc  r23, r2\n\t"
+        "add  r25, r0\n\t"
+        "adc  r22, r1\n\t"
+        "adc  r23, r2\n\t"
+        "mul  r19, r16\n\t"
+        "add  r25, r0\n\t"
+        "adc  r22, r1\n\t"
+        "adc  r23, r2\n\t"
+        "ld   r16, Y\n\t"
+        "ldd  r17, Y+1\n\t"
+        "mul  r20, r16\n\t"
+        "add  r24, r0\n\t"
+        "adc  r25, r1\n\t"
+        "adc  r22, r2\n\t"
+        "adc  r23, r2\n\t"
+        "mulsu r17, r20\n\t"
+        "sbc  r23, r2\n\t"
+        "add  r25, r0\n\t"
+        "adc  r22, r1\n\t"
+        "adc  r23, r2\n\t"
+        "mulsu r17, r21\n\t"
+        "add  r22, r0\n\t"
+        "adc  r23, r1\n\t"
+        "mul  r21, r16\n\t"
+        "add  r25, r0\n\t"
+        "adc  r22, r1\n\t"
+        "adc  r23, r2\n\t"
+        "subi r25, 0xe0\n\t"
+        "sbci r22, 0xff\n\t"
+        "sbci r23, 0xff\n\t"
+        /* h' = S >> 14 = bytes 2..3 of S << 2, unless S >> 14 leaves int16 (top byte of S
+         * outside [-32, 31]) */
+        "mov  r18, r23\n\t"
+        "subi r18, 0xe0\n\t"
+        "cpi  r18, 0x40\n\t"
+        "brsh 8f\n\t"
+        "lsl  r25\n\t"
+        "rol  r22\n\t"
+        "rol  r23\n\t"
+        "lsl  r25\n\t"
+        "rol  r22\n\t"
+        "rol  r23\n\t"
+        "9:\n\t"
+        "st   Y+, r22\n\t"
+        "st   Y+, r23\n\t"
+        "cpi  r26, lo8(%[end])\n\t"
+        "breq 7f\n\t"
+        "rjmp 0b\n\t"
+        "8:\n\t"
+        "sbrc r23, 7\n\t"
+        "rjmp 6f\n\t"
+        "ldi  r22, 0xff\n\t"
+        "ldi  r23, 0x7f\n\t"
+        "rjmp 9b\n\t"
+        "6:\n\t"
+        "movw r22, r4\n\t"
+        "rjmp 9b\n\t"
+        "7:\n\t"
+        "pop  r29\n\t"
+        "pop  r28\n\t"
+        "clr  __zero_reg__\n\t"
+        : "+z"(h)
+        : [zeta] "i"(KWS_ZETA < 16384 ? 4L * KWS_ZETA : KWS_ZETA), [z4] "i"(KWS_ZETA < 16384),
+          [k] "i"(KWS_ZETA + (long)KWS_NU), [bz] "i"(kws_bz), [bc] "i"(kws_bc), [buf] "i"(kws_buf),
+          [end] "i"(kws_buf + 3 * KWS_HIDDEN), [sbz] "i"(KWS_SHIFT_BZ), [sbc] "i"(KWS_SHIFT_BC)
+        : "r0", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "r13",
+          "r14", "r15", "r16", "r17", "r18", "r19", "r20", "r21", "r22", "r23", "r24", "r25",
+          "r26", "r27", "memory");
+}
+#endif /* bounds */
+#endif /* KWS_REC_ASM conditions */
+
 /* ---- the step ------------------------------------------------------------------------------- */
 
 #define STREAM(VALUES, MASK, w, m) \
@@ -445,29 +1260,21 @@ void kws_reset(kws_state *s)
         s->h[i] = 0;
 }
 
+#ifndef KWS_REC_ASM
+/* the recurrent half in C: pre, the gates and h' of every hidden unit. A function of its
+ * own: inlined, the row kernels' asm next to the gate arithmetic can run out of registers
+ * (avr-gcc 5.4: "impossible constraints") for some shifts, e.g. PU = 0 with hidden 33. */
 #if defined(__GNUC__)
-__attribute__((noinline))  /* one call per frame: keep the timed region a plain call */
+__attribute__((noinline))
 #endif
-void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASSES])
+static void kws_rec_c(const int16_t *tw, const int16_t *tu, int16_t *hs, int32_t *acc)
 {
-    int16_t tw[KWS_RANK_W], tu[KWS_RANK_U];
-    /* static: on AVR a stack frame over 63 bytes makes every access to it slower */
-    static int32_t acc[KWS_BLOCK], acc2[KWS_BLOCK];
+    static int32_t acc2[KWS_BLOCK];
     kws_vals w, w2;
     kws_mask m, m2;
-    kws_idx r, r0;
+    kws_idx r0;
     uint16_t zeta = (uint16_t)(KWS_READ_U8(kws_params + 7) | KWS_READ_U8(kws_params + 8) << 8);
     uint16_t nu = (uint16_t)(KWS_READ_U8(kws_params + 9) | KWS_READ_U8(kws_params + 10) << 8);
-
-    STREAM(kws_W1, KWS_W1_MASK_PTR, w, m);
-    mat_x(&w, &m, KWS_W1_SPARSE, x, KWS_N_IN, KWS_RANK_W, acc);
-    for (r = 0; r < KWS_RANK_W; r++)
-        tw[r] = rsr_sat16(acc[r], KWS_SHIFT_TW);
-
-    STREAM(kws_U1, KWS_U1_MASK_PTR, w, m);
-    mat_h(&w, &m, KWS_U1_SPARSE, s->h, KWS_HIDDEN, KWS_RANK_U, acc);
-    for (r = 0; r < KWS_RANK_U; r++)
-        tu[r] = rsr_sat16(acc[r], KWS_SHIFT_TU);
 
     /* rows of W2 and U2 give hidden units, each of which then needs only its own old h:
      * in place, KWS_BLOCK units at a time */
@@ -477,7 +1284,7 @@ void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASS
         kws_idx nb = KWS_HIDDEN - r0 < KWS_BLOCK ? KWS_HIDDEN - r0 : KWS_BLOCK;
         const int32_t *pw = acc, *pu = acc2;
         const uint8_t *pbz = kws_bz + r0, *pbc = kws_bc + r0;
-        int16_t *h = s->h + r0;
+        int16_t *h = hs + r0;
         mat_h(&w, &m, KWS_W2_SPARSE, tw, KWS_RANK_W, nb, acc);
         mat_h(&w2, &m2, KWS_U2_SPARSE, tu, KWS_RANK_U, nb, acc2);
         do {
@@ -496,11 +1303,124 @@ void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASS
             pbc++;
         } while (--nb);
     }
+}
+#endif
 
+/* t[i] = sat16(rsr(a[i], shift)), n >= 1 rows (tw, tu) */
+KWS_INLINE void rows_to_t(int16_t *t, const int32_t *a, kws_idx n, int shift)
+{
+    do
+        *t++ = rsr_sat16(*a++, shift);
+    while (--n);
+}
+
+/* Which rows the AVR block kernels take (the others: the row kernels above, or C), and
+ * whether they finish the rows themselves (tw, tu, class biases in registers). */
+#if KWS_X3
+#define KWS_W1_DONE (KWS_RANK_W / 3 * 3)
+#define KWS_W1_FOLD (KWS_SHIFT_TW >= 0 && KWS_SHIFT_TW <= 15)
+#else
+#define KWS_W1_DONE 0
+#define KWS_W1_FOLD 0
+#endif
+#if KWS_H2 && !KWS_U1_SPARSE
+#define KWS_U1_DONE (KWS_RANK_U / 2 * 2)
+#define KWS_U1_FOLD (KWS_SHIFT_TU >= 0 && KWS_SHIFT_TU <= 15)
+#else
+#define KWS_U1_DONE 0
+#define KWS_U1_FOLD 0
+#endif
+#if KWS_H2 && !KWS_WC_SPARSE
+#define KWS_WC_DONE (KWS_N_CLASSES / 2 * 2)
+#define KWS_WC_FOLD (KWS_SHIFT_BCLS >= -15)
+#else
+#define KWS_WC_DONE 0
+#define KWS_WC_FOLD 0
+#endif
+/* the class rows whose bias the kernel added */
+#define KWS_WC_BIASED (KWS_WC_FOLD ? KWS_WC_DONE : 0)
+#if (KWS_W1_DONE && !KWS_W1_FOLD) || KWS_W1_DONE < KWS_RANK_W || \
+    (KWS_U1_DONE && !KWS_U1_FOLD) || KWS_U1_DONE < KWS_RANK_U || !defined(KWS_REC_ASM)
+#define KWS_NEED_ACC 1
+#else
+#define KWS_NEED_ACC 0
+#endif
+
+#if defined(__GNUC__)
+__attribute__((noinline))  /* one call per frame: keep the timed region a plain call */
+#endif
+void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASSES])
+{
+    int16_t tw[KWS_RANK_W], tu[KWS_RANK_U];
+#if KWS_NEED_ACC
+    /* static: on AVR a stack frame over 63 bytes makes every access to it slower */
+    static int32_t acc[KWS_BLOCK];
+#endif
+    kws_vals w;
+    kws_mask m;
+
+    /* tw = sat16(rsr(W1 . x, TW)) */
+    STREAM(kws_W1, KWS_W1_MASK_PTR, w, m);
+#if KWS_W1_DONE && KWS_W1_FOLD
+    mat_x3_asm(kws_W1, x, KWS_N_IN, KWS_W1_DONE / 3, tw, 0, KWS_SHIFT_TW);
+#elif KWS_W1_DONE
+    mat_x3_asm(kws_W1, x, KWS_N_IN, KWS_W1_DONE / 3, acc, 1, 0);
+    rows_to_t(tw, acc, KWS_W1_DONE, KWS_SHIFT_TW);
+#endif
+#if KWS_W1_DONE < KWS_RANK_W
+#if KWS_W1_DONE
+    w.p += KWS_W1_DONE * KWS_N_IN;
+#endif
+    mat_x(&w, &m, KWS_W1_SPARSE, x, KWS_N_IN, KWS_RANK_W - KWS_W1_DONE, acc);
+    rows_to_t(tw + KWS_W1_DONE, acc, KWS_RANK_W - KWS_W1_DONE, KWS_SHIFT_TW);
+#endif
+
+    /* tu = sat16(rsr(U1 . h, TU)) */
+    STREAM(kws_U1, KWS_U1_MASK_PTR, w, m);
+#if KWS_U1_DONE && KWS_U1_FOLD
+    mat_h2_asm(kws_U1, s->h, KWS_HIDDEN, KWS_U1_DONE / 2, tu, 1, KWS_SHIFT_TU, kws_bcls);
+#elif KWS_U1_DONE
+    mat_h2_asm(kws_U1, s->h, KWS_HIDDEN, KWS_U1_DONE / 2, acc, 0, 0, kws_bcls);
+    rows_to_t(tu, acc, KWS_U1_DONE, KWS_SHIFT_TU);
+#endif
+#if KWS_U1_DONE < KWS_RANK_U
+#if KWS_U1_DONE
+    w.p += KWS_U1_DONE * KWS_HIDDEN;
+#endif
+    mat_h(&w, &m, KWS_U1_SPARSE, s->h, KWS_HIDDEN, KWS_RANK_U - KWS_U1_DONE, acc);
+    rows_to_t(tu + KWS_U1_DONE, acc, KWS_RANK_U - KWS_U1_DONE, KWS_SHIFT_TU);
+#endif
+
+    /* pre, the gates, h' (in place) */
+#ifdef KWS_REC_ASM
+    kws_rec_pass_a(tw, tu);
+    kws_rec_pass_b(tu);
+    kws_rec_gate(s->h);
+#else
+    kws_rec_c(tw, tu, s->h, acc);
+#endif
+
+    /* scores = Wc . h' + bcls' */
     STREAM(kws_Wc, KWS_WC_MASK_PTR, w, m);
-    mat_h(&w, &m, KWS_WC_SPARSE, s->h, KWS_HIDDEN, KWS_N_CLASSES, scores);
-    for (r = 0; r < KWS_N_CLASSES; r++)
-        scores[r] += bias_value((int8_t)KWS_READ_U8(kws_bcls + r), KWS_SHIFT_BCLS);
+#if KWS_WC_DONE && KWS_WC_FOLD
+    mat_h2_asm(kws_Wc, s->h, KWS_HIDDEN, KWS_WC_DONE / 2, scores, 2, KWS_SHIFT_BCLS, kws_bcls);
+#elif KWS_WC_DONE
+    mat_h2_asm(kws_Wc, s->h, KWS_HIDDEN, KWS_WC_DONE / 2, scores, 0, 0, kws_bcls);
+#endif
+#if KWS_WC_DONE < KWS_N_CLASSES
+#if KWS_WC_DONE
+    w.p += KWS_WC_DONE * KWS_HIDDEN;
+#endif
+    mat_h(&w, &m, KWS_WC_SPARSE, s->h, KWS_HIDDEN, KWS_N_CLASSES - KWS_WC_DONE,
+          scores + KWS_WC_DONE);
+#endif
+#if KWS_WC_BIASED < KWS_N_CLASSES
+    {
+        kws_idx k;
+        for (k = KWS_WC_BIASED; k < KWS_N_CLASSES; k++)
+            scores[k] += bias_value((int8_t)KWS_READ_U8(kws_bcls + k), KWS_SHIFT_BCLS);
+    }
+#endif
 }
 
 int kws_check_params(void)
