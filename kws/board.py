@@ -18,18 +18,25 @@ What is accepted: a frame that decodes (COBS, CRC-16, length byte), has this req
 its reply type, and (INFER) the frame count and step counter t the host expects. Anything
 else is dropped: a reply with another seq (a late answer to an earlier request) is stale.
 
-Retries and timeouts: on a clean line a try waits CLEAN_RTO (or `timeout` if shorter): silence
-there means a slow or busy board more likely than a lost frame. Once the line has shown
-damage (a frame that does not decode, or an ERROR reply for a damaged request) it counts as
-noisy for the next NOISY_REQUESTS requests, and a try waits a retransmission timeout learnt
-from the replies seen so far (smoothed round trip + 4 deviations, as TCP does; before the
-first reply: 4x the bytes' time on the wire at the baud + 20 ms), at least MIN_RTO and at
-most `timeout`: a lost delimiter then costs milliseconds, not a second. A damaged reply, or an ERROR reply to our seq saying the board
-got our frame damaged, is answered with a resend at once. After a try with no byte at all the
-next wait doubles, up to `timeout`, so a slow board is still heard. The request fails after
-`retries` + 1 silent tries in a row of which the last waited the full `timeout` (the port is
-silent: wrong port, board not running, cable cut), after GARBLED_LIMIT tries in a row that
-brought bytes but not one valid frame (wrong baud), or after `max_attempts` tries.
+Retries and timeouts: a try waits a retransmission timeout learnt from the replies seen so
+far (smoothed round trip + 4 deviations, as TCP does; before the first reply: 4x the bytes'
+time on the wire at the baud + 20 ms), at most `timeout`. On a clean line it waits at least
+CLEAN_RTO: silence there means a slow or busy board more likely than a lost frame. Once the
+line has shown damage (a frame that does not decode, or an ERROR reply for a damaged request)
+it counts as noisy for the next NOISY_REQUESTS requests, and the floor is MIN_RTO: a lost
+delimiter then costs milliseconds, not a second. A damaged reply, or an ERROR reply to our
+seq saying the board got our frame damaged, is answered with a resend at once. After a try
+with no byte at all the next wait doubles, up to `timeout`, so a slow board is still heard.
+The request fails after `retries` + 1 silent tries in a row of which the last waited the
+full `timeout` (the port is silent: wrong port, board not running, cable cut), after
+GARBLED_LIMIT tries in a row that brought bytes but not one valid frame (wrong baud), or
+after `max_attempts` tries.
+
+Damaged copies: the board answers every repeat of a request from its cache, byte for byte, so
+on a noisy line the damaged replies to one request are copies of the same frame with different
+damage. When the reply's length is known (INFER, STATS), the copies of about that length are
+aligned and combined by majority vote (3 to 7 of them); the result must still decode and pass
+every check above. At 5 % byte errors that needs ~4 copies where an undamaged one takes ~26.
 """
 
 from __future__ import annotations
@@ -37,7 +44,9 @@ from __future__ import annotations
 import os
 import select
 import time
+from collections import Counter
 from contextlib import AbstractContextManager
+from difflib import SequenceMatcher
 from pathlib import Path
 
 import numpy as np
@@ -50,19 +59,53 @@ SIM_BAUD = 1_000_000  # the simulated board's link: exact at 16 MHz (U2X, UBRR 1
 BOOT_WAIT_DEVICE = 3.0  # a real Uno resets when the port opens; optiboot waits ~1 s
 CLEAN_RTO = 0.25        # the wait for a reply on a line that has shown no damage (s)
 NOISY_REQUESTS = 100    # requests after the last damaged frame during which the line is noisy
-MIN_RTO = 0.004         # the shortest wait for a reply on a noisy line (s)
+MIN_RTO = 0.002         # the shortest wait for a reply on a noisy line (s)
 FIRST_SLACK = 0.02      # added to the wire time before any round trip was measured (USB)
-GARBLED_LIMIT = 64      # tries in a row with bytes but no valid frame: not our baud/protocol
+GARBLED_LIMIT = 40      # tries in a row with bytes but no valid frame: not our baud/protocol
 MAX_ATTEMPTS = 20_000   # tries of one request, whatever happens (5 % byte errors: ~220)
-
-
-DEBUG = []
 
 
 class StateError(KwsError):
     """The board's step counter is not where the host expects it (a frame stepped twice or
     skipped): on a clean line a firmware bug; on a noisy one, a damaged request that passed
     the CRC. The state is lost: reset before going on."""
+
+
+def _consensus(copies: list[bytes], length: int) -> bytes | None:
+    """Majority vote over damaged copies of one COBS-encoded frame of `length` bytes: each is
+    aligned to the copy closest to that length (difflib), which then takes, position by
+    position, the byte (or the absence of one) that more than half of the copies have, and any
+    insertion that more than half of them have; None where a position has no such majority
+    (fewer wrong frames put to the CRC)."""
+    base = min(copies, key=lambda c: abs(len(c) - length))
+    n = len(copies)
+    votes = [Counter({b: 1}) for b in base]
+    inserts = [Counter() for _ in range(len(base) + 1)]
+    for c in copies:
+        if c is base:
+            continue
+        for tag, i1, i2, j1, j2 in SequenceMatcher(None, base, c, autojunk=False).get_opcodes():
+            if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):
+                for k in range(i2 - i1):
+                    votes[i1 + k][c[j1 + k]] += 1
+            elif tag == "delete":
+                for k in range(i1, i2):
+                    votes[k][None] += 1
+            elif tag == "insert":
+                inserts[i1][c[j1:j2]] += 1
+    out = bytearray()
+    for j in range(len(base) + 1):
+        if inserts[j]:
+            extra, count = inserts[j].most_common(1)[0]
+            if 2 * count > n:
+                out += extra
+        if j < len(base):
+            b, count = votes[j].most_common(1)[0]
+            if 2 * count <= n:
+                return None
+            if b is not None:
+                out.append(b)
+    return bytes(out)
 
 
 class _Reader(P.FrameReader):
@@ -121,6 +164,7 @@ class Board(AbstractContextManager):
         self.requests = self.resends = self.timeouts = self.damaged = self.link_errors = 0
         self.stale = self.silent = self.rx_bytes = 0
         self.max_tries = 0              # the most tries one request needed
+        self.reconstructed = 0          # replies combined from damaged copies
         self._rtt: dict[int, list[float]] = {}   # request type -> [smoothed rtt, deviation]
         self._garbage = b""             # a sample of undecodable bytes, for the error message
         self._noisy_until = 0           # self.requests below which the line counts as noisy
@@ -194,7 +238,7 @@ class Board(AbstractContextManager):
             try:
                 self.owner.check()
             except KwsError as e:
-                return KwsError(f"{self.url}: {e}")
+                hint = f": {e}"
         else:
             hint = (f": is it the right port, at {self.baud} baud, running the kws firmware "
                     "(kws build, kws flash)?")
@@ -249,8 +293,10 @@ class Board(AbstractContextManager):
                 self._pending.extend(self.reader.feed(data))
 
     def request(self, type_: int, payload: bytes = b"", *, retries: int | None = None,
-                timeout: float | None = None) -> P.Frame:
-        """Send one request and return its reply frame (type_ | T_REPLY, same seq)."""
+                timeout: float | None = None, reply_len: int | None = None) -> P.Frame:
+        """Send one request and return its reply frame (type_ | T_REPLY, same seq).
+        `reply_len`: the reply's payload length, if known (damaged copies are then combined,
+        module doc)."""
         if self.port is None:
             raise KwsError(f"{self.url}: board not open")
         retries = self.retries if retries is None else retries
@@ -258,7 +304,7 @@ class Board(AbstractContextManager):
         self.seq = (self.seq + 1) & 0xFF
         self._last = (type_, self.seq, P.encode_frame(type_, self.seq, payload))
         self.requests += 1
-        return self._exchange(*self._last, retries, timeout)
+        return self._exchange(*self._last, retries, timeout, reply_len)
 
     def repeat_last(self) -> P.Frame:
         """Send the last request again, byte for byte (same seq): the board must answer from
@@ -275,14 +321,13 @@ class Board(AbstractContextManager):
     def rto(self, type_: int, n_bytes: int = P.MAX_ENCODED, cap: float | None = None) -> float:
         """The first wait for a reply to a request of `type_` (module doc)."""
         cap = self.timeout if cap is None else cap
-        if self.requests >= self._noisy_until:
-            return min(cap, CLEAN_RTO)
         est = self._rtt.get(type_)
         if est is None:
             wait = 4 * self._wire_time(n_bytes + P.MAX_ENCODED) + FIRST_SLACK
         else:
             wait = est[0] + max(4 * est[1], MIN_RTO / 2)
-        return min(cap, max(MIN_RTO, wait))
+        floor = CLEAN_RTO if self.requests >= self._noisy_until else MIN_RTO
+        return min(cap, max(floor, wait))
 
     def _sample(self, type_: int, rtt: float, ambiguous: bool) -> None:
         """A round trip (RFC 6298's smoothing). `ambiguous`: the last try timed out, so the
@@ -295,8 +340,12 @@ class Board(AbstractContextManager):
             est[0] = 0.875 * est[0] + 0.125 * rtt
 
     def _exchange(self, type_: int, seq: int, wire: bytes, retries: int,
-                  timeout: float) -> P.Frame:
+                  timeout: float, reply_len: int | None = None) -> P.Frame:
         want = type_ | P.T_REPLY
+        copies: list[bytes] = []        # damaged frames of the reply's encoded length (+-2)
+        if reply_len is not None:
+            frame_len = P.OVERHEAD + reply_len
+            encoded_len = frame_len + 1 + frame_len // 254
         silent = garbled = 0            # tries in a row: with no byte / with no valid frame
         silent_since = None             # when the current run of silent tries began
         timed_out_since = None          # first send of the current run of timeouts
@@ -315,8 +364,15 @@ class Board(AbstractContextManager):
                 elif isinstance(item, P.ProtocolError):
                     self.damaged += 1           # a damaged frame, our reply most likely
                     self._noisy_until = self.requests + NOISY_REQUESTS
+                    raw = getattr(item, "raw", b"")
                     if not self._garbage:
-                        self._garbage = getattr(item, "raw", b"")
+                        self._garbage = raw
+                    if reply_len is not None and abs(len(raw) - encoded_len) <= 2:
+                        copies.append(raw)
+                        if len(copies) >= 3:
+                            frame = self._combine(copies[-7:], encoded_len, seq, want)
+                            if frame is not None:
+                                return frame
                     if not self._pending:       # (unless more frames are already here)
                         outcome = "damaged"
                 elif item.seq != seq:
@@ -343,7 +399,6 @@ class Board(AbstractContextManager):
                                  ambiguous)
                     return item
             got_bytes = self.rx_bytes > rx0
-            DEBUG.append((outcome, time.monotonic() - sent, wait, got_bytes))
             garbled = 0 if valid or not got_bytes else garbled + 1
             if garbled >= GARBLED_LIMIT:
                 raise self._garbled_error(garbled)
@@ -352,6 +407,8 @@ class Board(AbstractContextManager):
                 timed_out_since = timed_out_since or sent
                 if got_bytes:
                     silent, silent_since = 0, None
+                    if not valid:                   # bytes that made no frame: damage
+                        self._noisy_until = self.requests + NOISY_REQUESTS
                 else:
                     self.silent += 1
                     silent_since = silent_since or sent
@@ -364,6 +421,21 @@ class Board(AbstractContextManager):
                        f"{self.max_attempts} tries ({self.damaged} damaged replies, "
                        f"{self.link_errors} requests the board got damaged so far): the line "
                        "is too noisy")
+
+    def _combine(self, copies: list[bytes], encoded_len: int, seq: int,
+                 want: int) -> P.Frame | None:
+        """The reply voted from damaged copies, if it decodes and is ours."""
+        voted = _consensus(copies, encoded_len)
+        if voted is None:
+            return None
+        try:
+            frame = P.decode_frame(voted)
+        except P.ProtocolError:
+            return None
+        if frame.seq != seq or frame.type != want:
+            return None
+        self.reconstructed += 1
+        return frame
 
     # -- commands ---------------------------------------------------------------------------------
 
@@ -387,7 +459,8 @@ class Board(AbstractContextManager):
             raise KwsError(f"{self.url}: INFER takes 1..{ident.max_frames} frames of "
                            f"{ident.n_in} values, not {x.shape}")
         flags = (P.F_RESET if reset else 0) | (P.F_HIDDEN if hidden else 0)
-        reply = self.request(P.T_INFER, P.infer_payload(x, flags))
+        reply_len = 4 + len(x) * (4 + 4 * ident.n_classes) + (2 * ident.hidden if hidden else 0)
+        reply = self.request(P.T_INFER, P.infer_payload(x, flags), reply_len=reply_len)
         r = P.parse_infer(reply.payload, ident.n_classes, ident.hidden)
         want_t = (0 if reset else self.t) + len(x)
         if len(r.scores) != len(x) or r.t != (want_t & 0xFFFF):
@@ -410,18 +483,19 @@ class Board(AbstractContextManager):
         return P.parse_listen(self.request(P.T_LISTEN, payload).payload, ident.n_classes)
 
     def stats(self) -> P.Stats:
-        return P.parse_stats(self.request(P.T_STATS).payload)
+        return P.parse_stats(self.request(P.T_STATS, reply_len=28).payload)
 
     def link_counters(self) -> dict:
         """Host-side counts since open: requests; resends (= retries: tries after the first);
         timeouts (of which silent: not a byte came); damaged_replies (frames that failed COBS,
         CRC or length here); link_errors (ERROR replies: the board got our frame damaged);
         stale_replies (valid frames for another seq or type, dropped); max_tries (the most
-        one request took)."""
+        one request took); reconstructed (replies voted from damaged copies)."""
         return {"requests": self.requests, "resends": self.resends, "timeouts": self.timeouts,
                 "silent_timeouts": self.silent, "damaged_replies": self.damaged,
                 "link_errors": self.link_errors, "stale_replies": self.stale,
-                "max_tries": self.max_tries, "bytes_received": self.rx_bytes}
+                "max_tries": self.max_tries, "reconstructed": self.reconstructed,
+                "bytes_received": self.rx_bytes}
 
     def _ident(self) -> P.Identity:
         if self.identity is None:

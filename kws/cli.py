@@ -196,13 +196,18 @@ def cmd_verify(args):
 
     report = verify(args.model, args.data, board=args.board, boards=args.boards,
                     split=args.split, max_clips=args.max_clips, baud=args.baud,
-                    cache_dir=args.cache_dir, progress=sys.stderr.isatty())
+                    cache_dir=args.cache_dir, progress=sys.stderr.isatty(),
+                    timeout=args.timeout, retries=args.retries, faults=args.faults,
+                    fault_seed=args.fault_seed, cut_after=args.fault_cut,
+                    cut=args.fault_cut_mode, confirm=args.confirm)
     print(format_summary(report))
-    if args.json:
+    if args.json:   # also (above all) when the run stopped: the results so far
         with atomic_open(args.json, "w") as f:
             json.dump(report, f, indent=1)
     if report["error"]:
-        raise KwsError(f"verify stopped after {report['clips']} clips: {report['error']}")
+        raise KwsError(f"verify stopped after {report['clips']} of {report['clips_planned']} "
+                       f"clips: {report['error']}"
+                       + (f" (results so far in {args.json})" if args.json else ""))
     if report["mismatched_frames"]:
         m = report["first_mismatch"]
         raise KwsError(f"{report['mismatched_frames']} of {report['frames']} frames differ from "
@@ -350,6 +355,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, default=Path("data/cache"),
                    help="feature cache (default: %(default)s)")
     p.add_argument("--json", type=Path, help="also write the report as JSON")
+    p.add_argument("--timeout", type=float,
+                   help="the longest wait for one reply, s (default: 1; a noisy line learns a "
+                        "shorter one from the round trips)")
+    p.add_argument("--retries", type=int, default=4,
+                   help="silent tries in a row before a board is given up (default: %(default)s)")
+    p.add_argument("--confirm", action=argparse.BooleanOptionalAction, default=None,
+                   help="accept a clip only when two runs on the board agree (default: on with "
+                        "--faults)")
+    g = p.add_argument_group("fault injection (simulated boards: a proxy on the serial line)")
+    g.add_argument("--faults", metavar="RATE",
+                   help="damage this share of the bytes in both directions, a third each "
+                        "flipped (one bit), dropped and inserted: 0.01; or "
+                        "flip=R,drop=R,insert=R")
+    g.add_argument("--fault-seed", type=int, default=1,
+                   help="seed of the faults (board i: seed + i; default: %(default)s)")
+    g.add_argument("--fault-cut", type=int, metavar="BYTES",
+                   help="cut the line after this many bytes (both directions)")
+    g.add_argument("--fault-cut-mode", choices=["silent", "close"], default="silent",
+                   help="silent: the wire goes dead; close: the port vanishes (default: "
+                        "%(default)s)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("stream", help="live keyword spotting: microphone or WAV -> board")
