@@ -108,36 +108,6 @@ def _consensus(copies: list[bytes], length: int) -> bytes | None:
     return bytes(out)
 
 
-class _Reader(P.FrameReader):
-    """P.FrameReader that keeps the bytes of a frame it could not decode (error.raw)."""
-
-    def feed(self, data: bytes) -> list:
-        out: list = []
-        self.buf += data
-        while True:
-            k = self.buf.find(0)
-            if k < 0:
-                if len(self.buf) > self.max_encoded:
-                    self.buf.clear()
-                    self.overlong = True
-                return out
-            chunk = bytes(self.buf[:k])
-            del self.buf[:k + 1]
-            if self.overlong:
-                self.overlong = False
-                e = P.ProtocolError("over-long frame dropped")
-                e.raw = chunk
-                out.append(e)
-                continue
-            if not chunk:
-                continue
-            try:
-                out.append(P.decode_frame(chunk))
-            except P.ProtocolError as e:
-                e.raw = chunk
-                out.append(e)
-
-
 class Board(AbstractContextManager):
     """The host end of one board. `timeout`: the longest wait for one reply (s); `retries`:
     how many silent tries in a row are tolerated before the board is given up (module doc).
@@ -154,7 +124,7 @@ class Board(AbstractContextManager):
         self.owner = owner              # e.g. the SimBoard process, closed with us
         self.port = None
         self._fd: int | None = None     # the port's file descriptor, to wait with select()
-        self.reader = _Reader()
+        self.reader = P.FrameReader()
         self._pending: list = []        # decoded items not yet consumed
         self._last = None               # (type, seq, wire bytes) of the last request
         self.seq = int.from_bytes(os.urandom(1), "little")

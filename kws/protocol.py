@@ -154,7 +154,9 @@ def decode_frame(encoded: bytes) -> Frame:
 class FrameReader:
     """Splits a byte stream at 0x00 delimiters and decodes each frame. Bytes before the
     first delimiter seen are dropped only if they do not decode (they may be a frame whose
-    leading delimiter was lost). An over-long run without a delimiter is dropped."""
+    leading delimiter was lost). An over-long run without a delimiter is dropped. An error
+    for a frame that did not decode keeps its bytes in `error.raw` (damaged copies of one
+    reply can be combined, kws.board)."""
 
     def __init__(self, max_encoded: int = 4 * MAX_ENCODED):
         self.buf = bytearray()
@@ -175,13 +177,16 @@ class FrameReader:
             del self.buf[:k + 1]
             if self.overlong:
                 self.overlong = False
-                out.append(ProtocolError("over-long frame dropped"))
+                e = ProtocolError("over-long frame dropped")
+                e.raw = chunk
+                out.append(e)
                 continue
             if not chunk:
                 continue                 # empty frame between two delimiters
             try:
                 out.append(decode_frame(chunk))
             except ProtocolError as e:
+                e.raw = chunk
                 out.append(e)
 
     def clear(self) -> None:
