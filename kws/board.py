@@ -492,13 +492,16 @@ def check_identity(ident: P.Identity, model, url: str) -> None:
 
 # --- simulated boards ------------------------------------------------------------------------
 
-def build_sim_firmware(model, *, baud: int = SIM_BAUD, out_dir=None, max_frames: int = 1):
-    """The protocol firmware for `model`, built for the simulated Uno at `baud`."""
+def build_sim_firmware(model, *, baud: int = SIM_BAUD, out_dir=None, max_frames: int = 1,
+                       profile: str = "uno"):
+    """The protocol firmware for `model`, built for a simulated board `profile` (its F_CPU;
+    firmware/avr.mk) at `baud`."""
     from kws.export import build
 
     if out_dir is None:
-        out_dir = REPO / "build" / "sim-fw" / f"{model.hash[:16]}-{baud}-{max_frames}"
-    return build(model, "uno", out_dir, sim=True, baud=baud, max_frames=max_frames, budget=None)
+        out_dir = REPO / "build" / "sim-fw" / f"{model.hash[:16]}-{profile}-{baud}-{max_frames}"
+    return build(model, profile, out_dir, sim=True, baud=baud, max_frames=max_frames,
+                 budget=None)
 
 
 def open_sim_board(fw, model=None, *, timeout: float = 1.0, retries: int = 4,
@@ -547,8 +550,10 @@ class BoardSet(AbstractContextManager, list):
 def open_boards(spec: str, model, n: int = 1, *, baud: int | None = None,
                 timeout: float | None = None, retries: int = 4, fw=None,
                 build_dir=None, max_frames: int = 1, faults=None, fault_seed=0,
-                cut_after: int | None = None, cut: str = "silent") -> BoardSet:
-    """`spec` "sim": n simulated boards (the firmware is built first, or `fw` used);
+                cut_after: int | None = None, cut: str = "silent",
+                profile: str = "uno") -> BoardSet:
+    """`spec` "sim": n simulated boards of a board `profile` (the firmware is built first,
+    or `fw` used);
     otherwise one or more serial URLs separated by commas (`n` must not exceed them).
     `faults`, `cut_after`: simulated boards only, each behind its own fault proxy (seeded
     fault_seed, fault_seed + 1, ...; open_sim_board)."""
@@ -560,7 +565,7 @@ def open_boards(spec: str, model, n: int = 1, *, baud: int | None = None,
         if spec == "sim":
             if fw is None:
                 fw = build_sim_firmware(model, baud=baud or SIM_BAUD, out_dir=build_dir,
-                                        max_frames=max_frames)
+                                        max_frames=max_frames, profile=profile)
             boards.firmware = fw
             for i in range(max(1, n)):
                 boards.append(open_sim_board(

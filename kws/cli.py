@@ -199,7 +199,7 @@ def cmd_verify(args):
                     cache_dir=args.cache_dir, progress=sys.stderr.isatty(),
                     timeout=args.timeout, retries=args.retries, faults=args.faults,
                     fault_seed=args.fault_seed, cut_after=args.fault_cut,
-                    cut=args.fault_cut_mode, confirm=args.confirm)
+                    cut=args.fault_cut_mode, confirm=args.confirm, profile=args.profile)
     print(format_summary(report))
     if args.json:   # also (above all) when the run stopped: the results so far
         with atomic_open(args.json, "w") as f:
@@ -350,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="testing",
                    help="testing, validation, training or all (default: %(default)s)")
     p.add_argument("--max-clips", type=int, help="at most N clips, spread evenly over the split")
+    p.add_argument("--profile", default="uno",
+                   choices=["uno", "nano", "nano-old", "pro-mini-16", "pro-mini-8"],
+                   help="board profile of the simulated boards (its F_CPU; default: uno)")
     p.add_argument("--baud", type=int,
                    help="serial speed (default: 115200 on a port, 1000000 simulated)")
     p.add_argument("--cache-dir", type=Path, default=Path("data/cache"),

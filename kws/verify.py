@@ -128,7 +128,7 @@ def verify(model_dir, data_dir, board: str = "sim", boards: int = 1, split: str 
            max_clips: int | None = None, *, baud: int | None = None, cache_dir=None,
            progress: bool = False, fw=None, build_dir=None, timeout: float | None = None,
            retries: int = 4, faults=None, fault_seed: int = 0, cut_after: int | None = None,
-           cut: str = "silent", confirm: bool | None = None) -> dict:
+           cut: str = "silent", confirm: bool | None = None, profile: str = "uno") -> dict:
     """Stream the clips of `split` (held-out speakers by default) through `board` ("sim" or
     serial URLs, comma-separated) and compare every frame; returns the report (module doc).
     `fw`: an already built kws.simboard.Firmware for the simulated boards.
@@ -171,6 +171,7 @@ def verify(model_dir, data_dir, board: str = "sim", boards: int = 1, split: str 
 
     # the boards first: a wrong port or model fails before the features are computed
     with open_boards(board, shipped, boards, baud=baud, fw=fw, build_dir=build_dir,
+                     profile=profile,
                      timeout=timeout, retries=retries, faults=faults, fault_seed=fault_seed,
                      cut_after=cut_after, cut=cut) as bset:
         ident = bset[0].identity

@@ -63,6 +63,18 @@ def test_verify_held_out_clips_on_two_simulated_boards(sim, tmp_path):
     assert "OK: every frame bit-exact" in format_summary(r)
 
 
+def test_verify_on_a_pro_mini_8mhz_profile(sim, tmp_path):
+    """The simulated board runs at the profile's F_CPU: same cycles, twice the time."""
+    model, fw = sim
+    uno = verify(model, SC_MINI, board="sim", max_clips=2, fw=fw)
+    r = verify(model, SC_MINI, board="sim", max_clips=2, profile="pro-mini-8",
+               build_dir=tmp_path / "pm8")
+    assert r["mismatched_frames"] == 0 and r["device"]["f_cpu"] == 8_000_000
+    assert uno["device"]["f_cpu"] == 16_000_000
+    assert r["cycles_per_frame"] == uno["cycles_per_frame"]
+    assert r["ms_per_frame"] == pytest.approx(2 * uno["ms_per_frame"])
+
+
 def test_verify_reports_the_first_diverging_frame(sim, monkeypatch):
     """A reference that differs from frame 7 of the second clip on: counted and reported."""
     model, fw = sim
