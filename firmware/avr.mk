@@ -122,6 +122,11 @@ all: $(HEX) size
 check-sketch:
 	@test -n "$(SKETCH)" || { echo "avr.mk: set SKETCH=path/to/sketch-folder" >&2; exit 2; }
 
+# Every output is written as $@.tmp and renamed when complete: a killed build never leaves a
+# half-written file that looks newer than its sources. The dependency file keeps the real name.
+DEPS   = -MT $@ -MF $(@:.o=.d)
+COMMIT = && mv -f $@.tmp $@
+
 # Rewritten only when the flags change (make re-checks its time after the recipe).
 FLAGS_TEXT = $(CC) $(CPPFLAGS) | $(CFLAGS) | $(CXXFLAGS) | $(ASFLAGS) | $(LDFLAGS) | $(SKETCH_WARN)
 $(FLAGS_STAMP): FORCE | check-sketch
@@ -132,49 +137,49 @@ $(FLAGS_STAMP): FORCE | check-sketch
 # ---- Debian's Arduino core -> core.a ----
 $(BUILD)/core/%.c.o: $(CORE_DIR)/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(CORE_WARN) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(CORE_WARN) $(DEPS) -c $< -o $@.tmp $(COMMIT)
 $(BUILD)/core/%.cpp.o: $(CORE_DIR)/%.cpp $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(CORE_WARN) -c $< -o $@
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(CORE_WARN) $(DEPS) -c $< -o $@.tmp $(COMMIT)
 $(BUILD)/core/%.S.o: $(CORE_DIR)/%.S $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(ASFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(ASFLAGS) $(DEPS) -c $< -o $@.tmp $(COMMIT)
 
 $(BUILD)/core.a: $(CORE_OBJS)
-	@rm -f $@
-	$(AR) rcs $@ $^
+	@rm -f $@.tmp
+	$(AR) rcs $@.tmp $^ $(COMMIT)
 
 # ---- the sketch ----
 $(BUILD)/sketch/%.ino.o: $(SKETCH)/%.ino $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CXX) $(CPPFLAGS) -I$(SKETCH) $(CXXFLAGS) $(SKETCH_WARN) -x c++ -include Arduino.h -c $< -o $@
+	$(CXX) $(CPPFLAGS) -I$(SKETCH) $(CXXFLAGS) $(SKETCH_WARN) -x c++ -include Arduino.h $(DEPS) -c $< -o $@.tmp $(COMMIT)
 $(BUILD)/sketch/%.c.o: $(SKETCH)/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -I$(SKETCH) $(CFLAGS) $(SKETCH_WARN) -c $< -o $@
+	$(CC) $(CPPFLAGS) -I$(SKETCH) $(CFLAGS) $(SKETCH_WARN) $(DEPS) -c $< -o $@.tmp $(COMMIT)
 $(BUILD)/sketch/%.cpp.o: $(SKETCH)/%.cpp $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CXX) $(CPPFLAGS) -I$(SKETCH) $(CXXFLAGS) $(SKETCH_WARN) -c $< -o $@
+	$(CXX) $(CPPFLAGS) -I$(SKETCH) $(CXXFLAGS) $(SKETCH_WARN) $(DEPS) -c $< -o $@.tmp $(COMMIT)
 $(BUILD)/sketch/%.S.o: $(SKETCH)/%.S $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -I$(SKETCH) $(ASFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) -I$(SKETCH) $(ASFLAGS) $(DEPS) -c $< -o $@.tmp $(COMMIT)
 
 # ---- EXTRA_SRCS, by absolute path ----
 $(BUILD)/extra/%.c.o: /%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -I$(SKETCH) $(CFLAGS) $(SKETCH_WARN) -c $< -o $@
+	$(CC) $(CPPFLAGS) -I$(SKETCH) $(CFLAGS) $(SKETCH_WARN) $(DEPS) -c $< -o $@.tmp $(COMMIT)
 $(BUILD)/extra/%.cpp.o: /%.cpp $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CXX) $(CPPFLAGS) -I$(SKETCH) $(CXXFLAGS) $(SKETCH_WARN) -c $< -o $@
+	$(CXX) $(CPPFLAGS) -I$(SKETCH) $(CXXFLAGS) $(SKETCH_WARN) $(DEPS) -c $< -o $@.tmp $(COMMIT)
 $(BUILD)/extra/%.S.o: /%.S $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -I$(SKETCH) $(ASFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) -I$(SKETCH) $(ASFLAGS) $(DEPS) -c $< -o $@.tmp $(COMMIT)
 
 # ---- link ----
 $(ELF): $(OBJS) $(BUILD)/core.a
-	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(BUILD)/core.a -lm
+	$(CC) $(LDFLAGS) -o $@.tmp $(OBJS) $(BUILD)/core.a -lm $(COMMIT)
 
 $(HEX): $(ELF)
-	$(OBJCOPY) -O ihex -R .eeprom $< $@
+	$(OBJCOPY) -O ihex -R .eeprom $< $@.tmp $(COMMIT)
 
 # flash = .text + .data (+ .bootloader); RAM = .data + .bss + .noinit (the IDE's regexes)
 size: $(ELF)
