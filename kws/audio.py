@@ -9,6 +9,9 @@ Conversions, applied in this order, so odd files still give the same kind of arr
 - a clip shorter than `n_samples` is padded with zeros at the end, a longer one keeps its
   first `n_samples` (Speech Commands' own rule).
 
+WAV is the Speech Commands format; FLAC (and the other formats libsndfile reads) is read the
+same way, for data sets stored compressed.
+
 Files that are not audio at all get a `BadAudio` error naming the file: empty files, files that
 are not WAV, WAVs whose data chunk is shorter than its header says (truncated), WAVs with no
 samples, and float WAVs holding NaN or infinity.
@@ -59,6 +62,15 @@ def check_wav_structure(path: Path) -> None:
     raise BadAudio(f"{path}: WAV without a data chunk")
 
 
+def check_structure(path: Path) -> None:
+    """A WAV's chunks are checked (`check_wav_structure`); other formats only for emptiness
+    (libsndfile checks FLAC's own frame CRCs and refuses a cut-short stream itself)."""
+    if path.suffix.lower() == ".wav":
+        check_wav_structure(path)
+    elif path.stat().st_size == 0:
+        raise BadAudio(f"{path}: empty file")
+
+
 def load_audio(path: str | os.PathLike, sample_rate: int = 16000,
                n_samples: int | None = 16000, offset: int = 0) -> np.ndarray:
     """Load `path` as mono float32 at `sample_rate`, padded or cropped to `n_samples`.
@@ -68,7 +80,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000,
     """
     path = Path(path)
     try:
-        check_wav_structure(path)
+        check_structure(path)
         data, rate = sf.read(path, dtype="float32", always_2d=True)
     except BadAudio:
         raise
@@ -99,7 +111,7 @@ def fit_length(audio: np.ndarray, n_samples: int) -> np.ndarray:
 def audio_length(path: str | os.PathLike, sample_rate: int = 16000) -> int:
     """Length in samples at `sample_rate`, without decoding the data."""
     path = Path(path)
-    check_wav_structure(path)
+    check_structure(path)
     try:
         info = sf.info(path)
     except (sf.SoundFileError, RuntimeError) as e:

@@ -39,8 +39,11 @@ class FeatureSet:
     from_cache: bool = False
 
 
-def cache_key(clips: list[Clip], root: Path, cfg: FeatureConfig, skip_bad: bool) -> str:
-    h = hashlib.sha1(f"v{CACHE_VERSION} {cfg.digest()} skip_bad={skip_bad}\n".encode())
+def cache_key(clips: list[Clip], root: Path, cfg: FeatureConfig) -> str:
+    """One key per file list and feature config, whoever asks (`kws features`, training,
+    evaluation) and whether or not bad files may be skipped: a cache that had to skip files
+    lists them, and a caller that may not skip gets the error it would have got."""
+    h = hashlib.sha1(f"v{CACHE_VERSION} {cfg.digest()}\n".encode())
     for c in clips:
         st = c.path.stat()
         h.update(f"{_rel(c.path, root)}\t{c.offset}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
@@ -74,10 +77,12 @@ def compute_features(clips: list[Clip], root: Path, cfg: FeatureConfig,
     root = Path(root)
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"features-{cache_key(clips, root, cfg, skip_bad)}.npz"
+        path = Path(cache_dir) / f"features-{cache_key(clips, root, cfg)}.npz"
         if path.exists():
             cached = _read(path, clips, root, cfg)
             if cached is not None:
+                if cached.bad and not skip_bad:
+                    raise BadAudio(f"{cached.bad[0][1]} (use --skip-bad to skip bad files)")
                 return cached
     audio, kept, bad = load_clip_audio(clips, cfg, skip_bad, progress)
     features = log_mel_batch(audio, cfg)

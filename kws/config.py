@@ -67,6 +67,8 @@ class DataConfig:
     silence_pct: float = 10.0      # silence crops made per split, as % of the keyword clips
     unknown_pct: float | None = 10.0  # unknown clips kept per split (subsampled if more); null: all
     seed: int = 0
+    folds: int = 0                 # cross-validation: k speaker folds (0: off; kws/dataset.py)
+    fold: int = 0                  # ... and which one is this run's `testing` split
 
     def __post_init__(self):
         from kws.dataset import TASKS  # local: dataset imports this module
@@ -77,6 +79,9 @@ class DataConfig:
             raise KwsError(f"data.split must be auto, official or speakers, not {self.split!r}")
         if not (0 <= self.val_pct and 0 <= self.test_pct and self.val_pct + self.test_pct < 100):
             raise KwsError("data.val_pct and data.test_pct must be >= 0 and sum to < 100")
+        if self.folds == 1 or self.folds < 0 or not 0 <= self.fold < max(self.folds, 1):
+            raise KwsError(f"data.folds must be 0 (off) or >= 2 and data.fold in [0, folds), "
+                           f"not folds {self.folds}, fold {self.fold}")
 
 
 @dataclass(frozen=True)
@@ -109,8 +114,10 @@ class ModelConfig:
 class TrainConfig:
     """The three compression phases of the paper, then quantisation-aware epochs."""
 
-    data: str = "../shared/data/speech_commands_dev"  # used when present ...
-    fallback_data: str = "data/synth"                  # ... else this (the synthetic corpus)
+    # the folders to train on (one data set, split by speaker across them) when they all
+    # exist; else the downloaded archive, the dev clips, the fallback (kws.dataset.find_data)
+    data: str | tuple[str, ...] = "../shared/data/speech_commands_dev"
+    fallback_data: str = "data/synth"
     seed: int = 0
     batch_size: int = 64
     lr: float = 0.01
@@ -125,6 +132,11 @@ class TrainConfig:
     noise_prob: float = 0.8        # probability of mixing in background noise ...
     snr_db: tuple[float, float] = (0.0, 20.0)  # ... at a uniformly drawn SNR
     gain_db: tuple[float, float] = (-10.0, 10.0)
+    speed: tuple[float, float] = (1.0, 1.0)  # speed perturbation: resample by a factor in here
+    rir_prob: float = 0.0          # probability of reverberation with a room impulse response
+    rir_dirs: tuple[str, ...] = ()  # folders of impulse responses (WAV/FLAC, any rate)
+    noise_dirs: tuple[str, ...] = ()  # more noise recordings, beside the data's own background
+    class_balance: float = 0.0     # loss weight of a class ~ (its clips)^-class_balance (1: equal)
     spec_mask_bins: int = 0        # SpecAugment: one frequency mask up to this wide
     spec_mask_frames: int = 0      # and one time mask up to this long
     smooth_float: bool = False     # float phases use sigmoid/tanh; quant uses quantSigm/Tanh
@@ -140,9 +152,13 @@ class TrainConfig:
                     "shift_ms"):
             if getattr(self, key) < 0:
                 raise KwsError(f"train.{key} must be >= 0, not {getattr(self, key)}")
-        for key in ("noise_prob", "distill_weight"):
+        for key in ("noise_prob", "distill_weight", "rir_prob", "class_balance"):
             if not 0 <= getattr(self, key) <= 1:
                 raise KwsError(f"train.{key} must be in [0, 1], not {getattr(self, key)}")
+        if not 0 < self.speed[0] <= self.speed[1]:
+            raise KwsError(f"train.speed is a range of factors 0 < low <= high, not {self.speed}")
+        if self.rir_prob > 0 and not self.rir_dirs:
+            raise KwsError("train.rir_prob > 0 needs train.rir_dirs (folders of impulse responses)")
         for key in ("snr_db", "gain_db"):
             lo, hi = getattr(self, key)
             if lo > hi:

@@ -16,6 +16,18 @@ Splits (`DataConfig.split`), always by speaker, so a speaker never crosses split
   one official split (such as a part of the published test set).
 - `auto` (default): `official`, except `speakers` for the test-set layout without lists.
 
+Several folders form one data set (`load_dataset([dev, extra])`): one split rule for all of
+them (`auto` picks `speakers` if any folder is a test-set layout without lists), and since the
+split is a function of the speaker id, a speaker found in two folders lands on the same side.
+Audio may be WAV or FLAC.
+
+Cross-validation (`data.folds = k`, `data.fold = i`): the rule's `testing` speakers are left
+out entirely (the final test, touched once); every other speaker falls in one of k buckets by a
+second salted hash; bucket `i` becomes this fold's `testing` (the clips a recipe is scored on),
+the other buckets keep their `training` / `validation` side. Every speaker is scored in
+exactly one fold, the folds do not depend on the task or the word, and the same names always
+give the same folds.
+
 Silence: the `_silence_/` clips when present; otherwise 1 s crops of the background-noise
 recordings, each recording cut in time into training / validation / testing stretches so no
 noise sample is shared between splits.
@@ -42,6 +54,7 @@ WORDS_35 = KEYWORDS + (
     "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
     "backward", "forward", "follow", "learn", "visual")
 SPLITS = ("training", "validation", "testing")
+AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,12 @@ MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # TensorFlow's constant; part of the publish
 
 
 SPEAKER_SALT = "kws-speaker-split:"  # the `speakers` rule: independent of the official split
+FOLD_SALT = "kws-fold:"              # cross-validation buckets: independent of both
+
+
+def fold_of(speaker: str, folds: int) -> int:
+    """The cross-validation bucket (0 .. folds-1) of a speaker."""
+    return int(hashlib.sha1((FOLD_SALT + speaker).encode()).hexdigest(), 16) % folds
 
 
 def which_set(speaker: str, val_pct: float = 10.0, test_pct: float = 10.0) -> str:
@@ -111,13 +130,61 @@ def speaker_of(path: Path, in_unknown_folder: bool = False) -> tuple[str, str | 
 
 
 # ---------------------------------------------------------------------------------------------
+# Where the data is: one rule for every command
+
+DOWNLOADED = ("data/speech_commands_v0.02", "data/speech_commands_v0.01",
+              "data/speech_commands_test_set_v0.02")  # where `kws data download` extracts
+DEV_CLIPS = "../shared/data/speech_commands_dev"      # the team's machines only
+
+
+def find_data(given=None, configured=(), fallback: str = "") -> list[Path]:
+    """The data folders a command works on, in this order:
+
+    1. `given` (`--data` / `DATA=`): those folders, which must exist;
+    2. `configured` (a config's `train.data`): used when every folder of it exists;
+    3. the real archive where `kws data download` puts it (complete extractions only);
+    4. the project's dev clips, where the team's machines keep them;
+    5. `fallback` (a config's `train.fallback_data`, the synthetic corpus);
+    6. else a one-line error naming the next command to run.
+    """
+    from kws.download import MARKER
+
+    if given:
+        folders = [Path(g) for g in (given if isinstance(given, (list, tuple)) else [given])]
+        for f in folders:
+            if not f.is_dir():
+                raise KwsError(f"no data folder at {f} (get Speech Commands with `kws data "
+                               "download --version v0.02`, or make a synthetic corpus with "
+                               "`kws data synth --out data/synth`)")
+        return folders
+    configured = [Path(c) for c in (configured if isinstance(configured, (list, tuple))
+                                    else [configured]) if c]
+    if configured and all(c.is_dir() for c in configured):
+        return configured
+    for d in DOWNLOADED:
+        if (Path(d) / MARKER).exists():
+            return [Path(d)]
+    for d in (DEV_CLIPS, fallback):
+        if d and Path(d).is_dir():
+            return [Path(d)]
+    raise KwsError("no data: run `kws data download --version v0.02` (about 2.3 GB) or "
+                   "`kws data synth --out data/synth`, or pass --data FOLDER (make: DATA=)")
+
+
+# ---------------------------------------------------------------------------------------------
 # Loading
 
 class Dataset:
-    """All clips of one folder, labelled for one task."""
+    """All clips of one or more folders, labelled for one task."""
 
-    def __init__(self, root: Path, task: Task, clips: list[Clip], split_source: str):
-        self.root, self.task, self.clips, self.split_source = root, task, clips, split_source
+    def __init__(self, roots: list[Path], task: Task, clips: list[Clip], split_source: str):
+        self.roots, self.task, self.clips, self.split_source = roots, task, clips, split_source
+        self.root = roots[0]  # the first folder: relative names in reports and caches
+
+    def from_root(self, clips: list[Clip], root: Path) -> list[Clip]:
+        """The clips that live under `root` (one of the data set's folders)."""
+        root = Path(root).resolve()
+        return [c for c in clips if c.path.resolve().is_relative_to(root)]
 
     def split(self, name: str) -> list[Clip]:
         return [c for c in self.clips if c.split == name]
@@ -134,40 +201,76 @@ class Dataset:
             if c.word != SILENCE:
                 speakers[c.split].add(c.speaker)
         return {
-            "root": str(self.root), "task": self.task.name, "split_source": self.split_source,
+            "root": ", ".join(str(r) for r in self.roots), "task": self.task.name, "split_source": self.split_source,
             "counts": counts,
             "speakers": {s: len(speakers[s]) for s in SPLITS},
             "clips": {s: sum(counts[k][s] for k in counts) for s in SPLITS},
         }
 
 
-def load_dataset(root: str | Path, config: DataConfig = DataConfig()) -> Dataset:
-    """Find every clip under `root`, split it and label it for `config.task`."""
-    root = Path(root)
-    if not root.is_dir():
-        raise KwsError(f"no data folder at {root} (get Speech Commands with `kws data download`,"
-                       " or make a synthetic corpus with `kws data synth`)")
+def load_dataset(roots: str | Path | list, config: DataConfig = DataConfig()) -> Dataset:
+    """Find every clip under `roots` (a folder or a list), split it, label it for `config.task`."""
+    roots = [Path(r) for r in (roots if isinstance(roots, (list, tuple)) else [roots])]
+    if not roots:
+        raise KwsError("no data folder given")
+    for root in roots:
+        if not root.is_dir():
+            raise KwsError(f"no data folder at {root} (get Speech Commands with `kws data "
+                           "download`, or make a synthetic corpus with `kws data synth`)")
     task = TASKS[config.task]
-    lists = _read_lists(root)
-    rule = _split_rule(root, config, lists)
-    words = _scan(root, config, lists, rule)
-    if not words:
-        raise KwsError(f"{root}: no word folders with .wav files: not a Speech Commands layout")
+    lists = {root: _read_lists(root) for root in roots}
+    mode = _split_mode(roots, config, lists)
+    words = []
+    for root in roots:
+        found = _scan(root, config, lists[root], mode)
+        if not found:
+            raise KwsError(f"{root}: no word folders with audio files: not a Speech Commands "
+                           "layout")
+        words += found
+    rule = _describe_rule(roots, config, lists, mode)
+    if config.folds:
+        words = _fold_split(words, config)
+        rule += f"; fold {config.fold} of {config.folds} (its testing speakers left out)"
 
     clips = [c for c in words if task.label(c.word) is not None]
     if SILENCE in task.classes and not any(c.word == SILENCE for c in clips):
-        clips += _silence_crops(root, clips, config)
+        noisy = [root for root in roots if background_files(root)]
+        if noisy:  # the first folder with background recordings gives the crops
+            clips += _silence_crops(noisy[0], clips, config)
     clips = _limit_unknown(clips, task, config)
     clips.sort(key=lambda c: (SPLITS.index(c.split), c.word, str(c.path), c.offset))
-    return Dataset(root, task, clips, rule)
+    return Dataset(roots, task, clips, rule)
 
 
-def _split_rule(root: Path, config: DataConfig, lists: dict | None) -> str:
-    """Which of the rules in the module docstring applies, as a readable phrase."""
+def _fold_split(clips: list[Clip], config: DataConfig) -> list[Clip]:
+    """Cross-validation: drop the held-out test speakers, bucket `fold` becomes `testing`."""
+    out = []
+    for c in clips:
+        if c.split == "testing":
+            continue
+        if fold_of(c.speaker, config.folds) == config.fold:
+            c = Clip(c.path, c.word, c.speaker, "testing", c.offset)
+        out.append(c)
+    return out
+
+
+def _split_mode(roots: list[Path], config: DataConfig, lists: dict) -> str:
+    """`speakers` or `official` for the whole data set."""
+    if config.split != "auto":
+        return config.split
+    if any((root / UNKNOWN).is_dir() and lists[root] is None for root in roots):
+        return "speakers"
+    return "official"
+
+
+def _describe_rule(roots: list[Path], config: DataConfig, lists: dict, mode: str) -> str:
+    return "; ".join(dict.fromkeys(_split_rule(root, config, lists[root], mode)
+                                   for root in roots))
+
+
+def _split_rule(root: Path, config: DataConfig, lists: dict | None, mode: str) -> str:
+    """Which of the rules in the module docstring applies to `root`, as a readable phrase."""
     test_set_layout = (root / UNKNOWN).is_dir()
-    mode = config.split
-    if mode == "auto":
-        mode = "speakers" if test_set_layout and lists is None else "official"
     pcts = f"{config.val_pct:g}% validation, {config.test_pct:g}% testing"
     if mode == "speakers":
         return f"speakers ({pcts} of speakers, salted hash)"
@@ -190,22 +293,22 @@ def _read_lists(root: Path) -> dict[str, str] | None:
 
 
 def _scan(root: Path, config: DataConfig, lists: dict[str, str] | None,
-          rule: str) -> list[Clip]:
+          mode: str) -> list[Clip]:
     clips = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         if folder.name == BACKGROUND or folder.name.startswith("."):
             continue
-        for path in sorted(folder.glob("*.wav")):
+        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES):
             if folder.name == SILENCE:
                 speaker, word = f"{SILENCE}{path.stem}", SILENCE
             else:
                 speaker, prefix = speaker_of(path, folder.name == UNKNOWN)
                 word = prefix or folder.name
-            if rule.startswith("speakers"):
+            if mode == "speakers":
                 split = which_set(SPEAKER_SALT + speaker, config.val_pct, config.test_pct)
             elif lists is not None:
                 split = lists.get(f"{folder.name}/{path.name}", "training")
-            elif "all testing" in rule:
+            elif (root / UNKNOWN).is_dir():  # the published test set: all of it is testing
                 split = "testing"
             else:
                 split = which_set(speaker, config.val_pct, config.test_pct)
@@ -224,7 +327,7 @@ def _silence_crops(root: Path, clips: list[Clip], config: DataConfig) -> list[Cl
     """1 s crops of the background recordings, from split-disjoint stretches of each one."""
     from kws.audio import audio_length
 
-    noise_files = sorted((root / BACKGROUND).glob("*.wav"))
+    noise_files = background_files(root)
     if not noise_files or config.silence_pct <= 0:
         return []
     rng = np.random.default_rng([config.seed, 1])
@@ -242,6 +345,14 @@ def _silence_crops(root: Path, clips: list[Clip], config: DataConfig) -> list[Cl
             crops.append(Clip(noise_files[k], SILENCE, f"{SILENCE}{noise_files[k].stem}",
                               split, offset))
     return crops
+
+
+def background_files(root: Path) -> list[Path]:
+    """The long background-noise recordings of a data folder (WAV or FLAC)."""
+    folder = Path(root) / BACKGROUND
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
 
 
 def _limit_unknown(clips: list[Clip], task: Task, config: DataConfig) -> list[Clip]:

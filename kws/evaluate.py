@@ -29,8 +29,11 @@ def data_config_for(shipped: ShippedModel, data_dir: Path) -> DataConfig:
     speakers); otherwise the folder's own official split. Every clip of a class counts."""
     task = "v2-12" if len(shipped.classes) == 12 else "35"
     stored = shipped.doc.get("training", {}).get("data_config")
-    trained_on = shipped.doc.get("training", {}).get("data")
-    if stored and trained_on and Path(trained_on).resolve() == data_dir.resolve():
+    trained_on = shipped.doc.get("training", {}).get("data") or []
+    trained_on = [trained_on] if isinstance(trained_on, str) else trained_on
+    if stored and data_dir.resolve() in [Path(t).resolve() for t in trained_on]:
+        # one of the training folders: the split is a function of the speaker alone, so the
+        # held-out speakers of this folder are the same with or without the others
         return DataConfig(**dict(stored, unknown_pct=None))
     return DataConfig(task=task, unknown_pct=None)
 
@@ -44,6 +47,23 @@ def split_clips(shipped: ShippedModel, data_dir: Path, split: str):
     if not clips:
         raise KwsError(f"{data_dir}: no clips in split {split!r} ({dataset.split_source})")
     return dataset, clips
+
+
+def speaker_interval(correct: np.ndarray, speakers: list[str], level: float = 0.95,
+                     n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """A bootstrap interval of an accuracy, resampling speakers (not clips) with replacement:
+    one speaker's clips are not independent trials, so clips would give too narrow a range.
+    Seeded: the same answers give the same interval."""
+    if len(correct) == 0:
+        return float("nan"), float("nan")
+    names, index = np.unique(np.asarray(speakers), return_inverse=True)
+    hits = np.bincount(index, weights=np.asarray(correct, np.float64), minlength=len(names))
+    counts = np.bincount(index, minlength=len(names)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(names), size=(n_boot, len(names)))
+    acc = hits[draws].sum(1) / counts[draws].sum(1)
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(acc, tail)), float(np.percentile(acc, 100 - tail))
 
 
 def evaluate(model_dir: Path, data_dir: Path, split: str = "testing",
@@ -63,12 +83,16 @@ def evaluate(model_dir: Path, data_dir: Path, split: str = "testing",
     np.add.at(confusion, (y, pred_int), 1)
     per_class = {c: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
                  for i, c in enumerate(shipped.classes)}
+    speakers = [c.speaker for c in fs.clips]
     return {
         "model": shipped.name, "model_hash": shipped.hash, "data": str(data_dir),
         "split": split, "split_rule": dataset.split_source,
         "n_clips": int(len(y)), "skipped_bad": len(fs.bad),
         "accuracy_float": float((pred_float == y).mean()),
         "accuracy_int": float((pred_int == y).mean()),
+        "interval_float": speaker_interval(pred_float == y, speakers),
+        "interval_int": speaker_interval(pred_int == y, speakers),
+        "speakers": len(set(speakers)),
         "model_bytes": shipped.n_bytes,
         "per_class_accuracy": per_class,
         "classes": shipped.classes,
@@ -76,11 +100,17 @@ def evaluate(model_dir: Path, data_dir: Path, split: str = "testing",
     }
 
 
+def _interval(r: dict, kind: str) -> str:
+    lo, hi = r.get(f"interval_{kind}", (float("nan"),) * 2)
+    return f"[95 % {lo:.4f}..{hi:.4f}, {r.get('speakers', '?')} speakers]"
+
+
 def format_report(r: dict) -> str:
     lines = [f"model {r['model']} ({r['model_bytes']} bytes, hash {r['model_hash'][:16]})",
              f"data {r['data']} split {r['split']} [{r['split_rule']}]: {r['n_clips']} clips"
              + (f", {r['skipped_bad']} bad skipped" if r["skipped_bad"] else ""),
-             f"accuracy_float {r['accuracy_float']:.4f}   accuracy_int {r['accuracy_int']:.4f}",
+             f"accuracy_float {r['accuracy_float']:.4f} {_interval(r, 'float')}   "
+             f"accuracy_int {r['accuracy_int']:.4f} {_interval(r, 'int')}",
              "", "confusion matrix (rows: true class, columns: integer model's answer)"]
     names = [c.strip("_")[:5] for c in r["classes"]]
     lines.append(" " * 8 + "".join(f"{n:>6}" for n in names) + "   acc")

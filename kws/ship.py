@@ -40,7 +40,8 @@ def ship(result: dict, config: Config, name: str, out: Path) -> dict:
     for split, (x, y) in data.eval_sets.items():
         metrics[f"{split}_float"] = accuracy(model, x, y, pool, quant=False)
         metrics[f"{split}_int"] = int_accuracy(im, x, y, data.mean, data.std, pool)
-    training = {"run_dir": str(result["run_dir"]), "data": str(data.dataset.root),
+    roots = [str(r) for r in data.dataset.roots]
+    training = {"run_dir": str(result["run_dir"]), "data": roots[0] if len(roots) == 1 else roots,
                 "data_config": dataclasses.asdict(config.data),
                 "split": data.dataset.split_source, "epochs": len(result["history"]),
                 "best_epoch": result["best"]["epoch"]}

@@ -4,6 +4,15 @@ Each config trains into `<out>/<name>/run` and ships into `<out>/<name>/model` (
 a finished run is reused, not retrained). Every model is then evaluated on the validation and
 test splits of its own data, float and integer, and the results go to `<out>/table.md`,
 `<out>/results.json` and `<out>/tradeoff.png`.
+
+With `folds=k` (`kws sweep --folds 5`) it is a speaker cross-validation instead, the way
+recipes are decided: every config is retrained k times (`data.folds`, `data.fold`; the final
+test speakers are left out of all of them, see kws/dataset.py) into `<out>/<name>/fold<i>/`,
+and scored on the fold's held-out speakers of the judge folder only (default: the config's
+first data folder, the one with an official test set's distribution). A config with a float
+teacher gets one teacher per fold, trained from `teacher_config` on that fold's training
+speakers, so no teacher has heard the speakers its student is scored on. The table gives the
+fold mean and standard deviation, and per-class accuracies pooled over the folds.
 """
 
 from __future__ import annotations
@@ -45,6 +54,96 @@ def run_sweep(configs: list[Path], out: Path, progress=print) -> list[dict]:
                  f" test int {row['testing_int']:.4f}")
     write_results(rows, Path(out))
     return rows
+
+
+def fold_config(config, folds: int, fold: int, teacher: str | None = None):
+    """`config` as fold `fold` of a `folds`-fold cross-validation (with its fold's teacher)."""
+    from kws.train import replace
+
+    sections = {"data": {"folds": folds, "fold": fold}}
+    if teacher is not None:
+        sections["train"] = {"teacher": teacher}
+    return replace(config, **sections)
+
+
+def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | None = None,
+           teacher_config: Path | None = None, judge: Path | None = None,
+           progress=print) -> list[dict]:
+    """The k-fold speaker cross-validation of each config (module doc); returns table rows."""
+    import numpy as np
+
+    from kws.evaluate import evaluate
+    from kws.ship import ship
+    from kws.train import resolve_data, train
+
+    out = Path(out)
+    todo = list(range(folds)) if only is None else only
+    rows = []
+    for path in configs:
+        name = Path(path).stem
+        config = load_config(path)
+        if config.model.arch != "fastgrnn":
+            raise KwsError(f"{path}: a sweep compares shipped FastGRNN models only")
+        if config.train.distill_weight > 0 and teacher_config is None:
+            raise KwsError(f"{path} distils from a teacher: give its config (--teacher-config) so "
+                           "that every fold trains its own")
+        folder = out / name
+        scores = []
+        for fold in todo:
+            teacher = None
+            if config.train.distill_weight > 0:
+                teacher = str(out / f"teacher-{Path(teacher_config).stem}" / f"fold{fold}")
+                if not (Path(teacher) / "best.pt").exists():
+                    progress(f"== teacher {Path(teacher_config).stem}, fold {fold}")
+                    tconf = fold_config(load_config(teacher_config), folds, fold)
+                    train(tconf, Path(teacher), resume=True, progress=lambda *_: None)
+            cfg = fold_config(config, folds, fold, teacher)
+            model_dir = folder / f"fold{fold}" / "model"
+            if not (model_dir / "model.json").exists():
+                progress(f"== {name}, fold {fold}: training")
+                result = train(cfg, folder / f"fold{fold}" / "run", resume=True,
+                               progress=lambda *_: None)
+                ship(result, cfg, name, model_dir)
+            judged_on = Path(judge) if judge else resolve_data(cfg)[0]
+            r = evaluate(model_dir, judged_on, split="testing")
+            r["fold"] = fold
+            scores.append(r)
+            progress(f"== {name}, fold {fold}: int {r['accuracy_int']:.4f} float "
+                     f"{r['accuracy_float']:.4f} on {r['n_clips']} clips of {judged_on}")
+        ints = np.array([r["accuracy_int"] for r in scores])
+        floats = np.array([r["accuracy_float"] for r in scores])
+        confusion = np.sum([r["confusion_matrix"] for r in scores], axis=0)
+        per_class = {c: float(confusion[i, i] / max(1, confusion[i].sum()))
+                     for i, c in enumerate(scores[0]["classes"])}
+        rows.append({"name": name, "config": str(path), "bytes": scores[0]["model_bytes"],
+                     "folds": [r["fold"] for r in scores], "int_mean": float(ints.mean()),
+                     "int_std": float(ints.std(ddof=1)) if len(ints) > 1 else 0.0,
+                     "float_mean": float(floats.mean()),
+                     "float_std": float(floats.std(ddof=1)) if len(floats) > 1 else 0.0,
+                     "int_per_fold": ints.round(4).tolist(),
+                     "clips": int(sum(r["n_clips"] for r in scores)),
+                     "worst_class": min(per_class, key=per_class.get),
+                     "per_class": per_class})
+    write_cv_results(rows, out)
+    return rows
+
+
+def write_cv_results(rows: list[dict], out: Path):
+    with atomic_open(out / "cv_results.json", "w") as f:
+        json.dump(rows, f, indent=1)
+    classes = list(rows[0]["per_class"]) if rows else []
+    lines = ["| config | bytes | folds | int mean ± std | float mean ± std | worst class | "
+             + " | ".join(c.strip("_")[:5] for c in classes) + " |",
+             "|---|---:|---:|---:|---:|---|" + "---:|" * len(classes)]
+    for r in rows:
+        worst = r["worst_class"]
+        lines.append(f"| {r['name']} | {r['bytes']} | {len(r['folds'])} | "
+                     f"{r['int_mean']:.3f} ± {r['int_std']:.3f} | "
+                     f"{r['float_mean']:.3f} ± {r['float_std']:.3f} | "
+                     f"{worst} {r['per_class'][worst]:.2f} | "
+                     + " | ".join(f"{r['per_class'][c]:.2f}" for c in classes) + " |")
+    with atomic_open(out / "cv_table.md", "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def write_results(rows: list[dict], out: Path):

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from kws.atomic import atomic_open, atomic_path
 from kws.cache import compute_features, load_clip_audio
 from kws.config import Config, config_to_dict
-from kws.dataset import BACKGROUND, TASKS, Dataset, load_dataset
+from kws.dataset import TASKS, Dataset, background_files, find_data, load_dataset
 from kws.errors import Interrupted, KwsError
 from kws.features import BatchLogMel, norm_stats
 from kws.model import FastGRNN, GRUBaseline
@@ -43,24 +43,22 @@ PHASES = ("dense", "sparsify", "sparse", "quant")
 
 # --- data ------------------------------------------------------------------------------------
 
-def resolve_data(config: Config) -> Path:
-    for candidate in (config.train.data, config.train.fallback_data):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    raise KwsError(f"no training data: neither {config.train.data} nor "
-                   f"{config.train.fallback_data} exists (run `make demo` for the synthetic "
-                   "corpus, or set train.data)")
+def resolve_data(config: Config) -> list[Path]:
+    """The training folders: `train.data`, else the rule of `kws.dataset.find_data`."""
+    return find_data(configured=config.train.data, fallback=config.train.fallback_data)
 
 
 class TrainingData:
     """Training audio in memory, clean validation/test features, noise, normalisation."""
 
-    def __init__(self, config: Config, data_dir: Path, cache_dir: Path = Path("data/cache")):
+    def __init__(self, config: Config, data_dirs, cache_dir: Path = Path("data/cache")):
         fc = config.features
-        self.dataset: Dataset = load_dataset(data_dir, config.data)
+        data_dirs = data_dirs if isinstance(data_dirs, (list, tuple)) else [data_dirs]
+        self.dataset: Dataset = load_dataset(data_dirs, config.data)
         train = self.dataset.split("training")
         if not train or not self.dataset.split("validation"):
-            raise KwsError(f"{data_dir}: need clips in both training and validation splits")
+            raise KwsError(f"{', '.join(map(str, data_dirs))}: need clips in both training and "
+                           "validation splits")
         self.audio, kept, _ = load_clip_audio(train, fc, skip_bad=True)
         self.labels = self.dataset.labels(kept)
         clean = compute_features(self.dataset.clips, self.dataset.root, fc, cache_dir,
@@ -73,23 +71,87 @@ class TrainingData:
             sel = split == name
             self.eval_sets[name] = (self.normalise(clean.features[sel]),
                                     self.dataset.labels([c for c, s in zip(clean.clips, sel) if s]))
-        self.noise = self._noise(data_dir, config)
+        self.noise = self._noise(data_dirs, config)
+        self.rirs = self._rirs(config) if config.train.rir_prob > 0 else []
 
     def normalise(self, features):
         return (features - self.mean) / self.std
 
     @staticmethod
-    def _noise(data_dir: Path, config: Config) -> list[np.ndarray]:
-        """The training stretch of each background recording (the same cut as silence crops)."""
+    def _noise(data_dirs: list[Path], config: Config) -> list[np.ndarray]:
+        """The training stretch of each background recording (the same cut as silence crops),
+        and the whole of each recording in `train.noise_dirs`."""
         from kws.audio import load_audio
 
         keep = 1 - (config.data.val_pct + config.data.test_pct) / 100
+        length = config.features.clip_samples
         out = []
-        for f in sorted((data_dir / BACKGROUND).glob("*.wav")):
+        for f in [f for d in data_dirs for f in background_files(d)]:
             a = load_audio(f, config.features.sample_rate, None)
-            if len(a) * keep > config.features.clip_samples:
+            if len(a) * keep > length:
                 out.append(a[:int(len(a) * keep)])
+        for f in _audio_files(config.train.noise_dirs, "train.noise_dirs"):
+            a = load_audio(f, config.features.sample_rate, None)
+            if len(a) > length:
+                out.append(a)
         return out
+
+    @staticmethod
+    def _rirs(config: Config) -> list[np.ndarray]:
+        """Room impulse responses, from the direct sound on, scaled to unit energy."""
+        from kws.audio import load_audio
+
+        out = []
+        for f in _audio_files(config.train.rir_dirs, "train.rir_dirs"):
+            h = load_audio(f, config.features.sample_rate, None).astype(np.float64)
+            h = h[int(np.argmax(np.abs(h))):]
+            energy = float(np.sum(h ** 2))
+            if energy > 0:
+                out.append(h / math.sqrt(energy))
+        if config.train.rir_prob > 0 and not out:
+            raise KwsError(f"train.rir_dirs {list(config.train.rir_dirs)}: no impulse responses")
+        return out
+
+    def class_weights(self, balance: float) -> torch.Tensor:
+        """Loss weight per class ~ (clips of the class)^-balance, averaging 1 over the clips."""
+        n = len(self.dataset.task.classes)
+        counts = np.bincount(self.labels, minlength=n).astype(np.float64)
+        w = np.where(counts > 0, np.maximum(counts, 1) ** -balance, 0.0)
+        w *= counts.sum() / max(float((w * counts).sum()), 1e-12)
+        return torch.tensor(w, dtype=torch.float32)
+
+
+def _audio_files(folders, key: str) -> list[Path]:
+    """Every WAV/FLAC file under `folders` (recursively), sorted; a missing folder is an error."""
+    from kws.dataset import AUDIO_SUFFIXES
+
+    files = []
+    for d in folders:
+        if not Path(d).is_dir():
+            raise KwsError(f"{key}: no folder at {d}")
+        files += sorted(p for p in Path(d).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    return files
+
+
+def speed_perturb(audio: np.ndarray, factor: float) -> np.ndarray:
+    """Play `audio` `factor` times faster (pitch and tempo together, as Kaldi's speed
+    perturbation does), stretched about the middle so a centred word stays centred; the
+    length is kept (zeros where the stretched clip does not reach)."""
+    n = len(audio)
+    mid = (n - 1) / 2
+    src = mid + (np.arange(n) - mid) * factor
+    return np.interp(src, np.arange(n), audio, left=0.0, right=0.0).astype(audio.dtype)
+
+
+def reverberate(audio: np.ndarray, rir: np.ndarray) -> np.ndarray:
+    """`audio` in the room of `rir` (direct sound at sample 0), same length and peak."""
+    from scipy.signal import fftconvolve
+
+    wet = fftconvolve(audio.astype(np.float64), rir)[:len(audio)]
+    peak_in, peak_out = float(np.abs(audio).max()), float(np.abs(wet).max())
+    if peak_out > 0:
+        wet *= peak_in / peak_out
+    return wet.astype(audio.dtype)
 
 
 class Augmenter:
@@ -106,7 +168,12 @@ class Augmenter:
         audio = self.data.audio[idx].copy()
         length = audio.shape[1]
         max_shift = int(cfg.shift_ms * 16)
+        speed = cfg.speed != (1.0, 1.0)
         for i in range(n):
+            if speed:
+                audio[i] = speed_perturb(audio[i], rng.uniform(*cfg.speed))
+            if self.data.rirs and rng.random() < cfg.rir_prob:
+                audio[i] = reverberate(audio[i], self.data.rirs[rng.integers(len(self.data.rirs))])
             s = int(rng.integers(-max_shift, max_shift + 1)) if max_shift else 0
             audio[i] = np.roll(audio[i], s)
             if s > 0:
@@ -195,6 +262,8 @@ class Trainer:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config.train.lr,
                                     weight_decay=config.train.weight_decay)
         self.augment = Augmenter(data, config)
+        self.class_weights = (data.class_weights(config.train.class_balance)
+                              if config.train.class_balance > 0 else None)
         self.teacher = load_teacher(config) if config.train.distill_weight > 0 else None
         if config.train.init_from:
             load_state(self.model, load_run_model(config.train.init_from, "train.init_from"),
@@ -266,7 +335,7 @@ class Trainer:
             x = self.augment(idx, rng)
             y = torch.from_numpy(self.data.labels[idx])
             logits = pooled(model(x, quant=quant), cfg.model.pool_frames)
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y, weight=self.class_weights)
             if self.teacher is not None:
                 T = cfg.train.distill_temperature
                 with torch.no_grad():

@@ -57,3 +57,20 @@ def test_bad_file_fails_or_is_skipped_and_counted(sc_mini, tmp_path):
     again = compute_features(ds.clips, ds.root, FeatureConfig(), tmp_path, skip_bad=True,
                              progress=False)
     assert again.from_cache and again.bad == fs.bad
+
+
+def test_skip_bad_shares_the_cache_unless_a_file_was_skipped(sc_mini, tmp_path):
+    ds = dataset(sc_mini)
+    strict = compute_features(ds.clips, ds.root, FeatureConfig(), tmp_path, progress=False)
+    lenient = compute_features(ds.clips, ds.root, FeatureConfig(), tmp_path, skip_bad=True,
+                               progress=False)
+    assert lenient.from_cache and lenient.cache_file == strict.cache_file
+    # a cache that had to skip a file still refuses a caller that may not skip
+    bad = sc_mini / "yes" / "deadbeef_nohash_0.wav"
+    bad.write_bytes(b"RIFF....WAVEjunk")
+    ds = dataset(sc_mini)
+    skipped = compute_features(ds.clips, ds.root, FeatureConfig(), tmp_path, skip_bad=True,
+                               progress=False)
+    assert len(skipped.bad) == 1 and len(list(tmp_path.glob("features-*"))) == 2
+    with pytest.raises(BadAudio, match="deadbeef_nohash_0.wav.*--skip-bad"):
+        compute_features(ds.clips, ds.root, FeatureConfig(), tmp_path, progress=False)

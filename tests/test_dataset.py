@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,84 @@ def test_missing_or_wrong_folder_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(KwsError, match="not a Speech Commands layout"):
         load_dataset(tmp_path / "empty")
+
+
+def _as_flac_folder(sc_mini, tmp_path, words=("yes", "no", "bed")):
+    """A second folder in the full-archive layout, FLAC, with the same speakers renamed."""
+    import soundfile as sf
+
+    root = tmp_path / "extra"
+    for w in words:
+        (root / w).mkdir(parents=True)
+        for f in sorted((sc_mini / w).glob("*.wav")):
+            data, rate = sf.read(f, dtype="int16")
+            sf.write(root / w / f"x{f.stem}.flac", data, rate, format="FLAC")
+    return root
+
+
+def test_several_folders_one_split_flac_read(sc_mini, tmp_path):
+    from kws.audio import load_audio
+
+    extra = _as_flac_folder(sc_mini, tmp_path)
+    ds = load_dataset([sc_mini, extra], DataConfig(split="speakers", unknown_pct=None,
+                                                   silence_pct=0))
+    flac = [c for c in ds.clips if c.path.suffix == ".flac"]
+    assert flac and len(ds.from_root(ds.clips, extra)) == len(flac)
+    assert len(ds.from_root(ds.clips, sc_mini)) == len(ds.clips) - len(flac)
+    assert load_audio(flac[0].path).shape == (16000,)
+    # a speaker never crosses splits, across folders too
+    seen = {}
+    for c in ds.clips:
+        assert seen.setdefault(c.speaker, c.split) == c.split
+    alone = load_dataset(sc_mini, DataConfig(split="speakers", unknown_pct=None, silence_pct=0))
+    assert {(c.path, c.split) for c in alone.clips} <= {(c.path, c.split) for c in ds.clips}
+
+
+def test_folds_are_speaker_disjoint_deterministic_and_cover_every_speaker(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    root = tmp_path / "many"
+    for w in ("yes", "no"):
+        (root / w).mkdir(parents=True)
+        for k in range(60):
+            sf.write(root / w / f"{k:08x}_nohash_0.wav", np.zeros(1600, np.int16), 16000)
+    base = DataConfig(split="speakers", val_pct=10, test_pct=20, unknown_pct=None)
+    held_out = {c.speaker for c in load_dataset(root, base).split("testing")}
+    scored = []
+    for fold in range(5):
+        cfg = DataConfig(**{**base.__dict__, "folds": 5, "fold": fold})
+        ds, again = load_dataset(root, cfg), load_dataset(root, cfg)
+        assert [(c.path, c.split) for c in ds.clips] == [(c.path, c.split) for c in again.clips]
+        by_split = speakers_by_split(ds.clips)
+        assert not by_split["testing"] & (by_split.get("training", set())
+                                          | by_split.get("validation", set()))
+        assert not by_split["testing"] & held_out          # the final test is never touched
+        scored.append(by_split["testing"])
+    assert sum(len(s) for s in scored) == len(set().union(*scored)) == 60 - len(held_out)
+    with pytest.raises(KwsError, match="data.folds"):
+        DataConfig(folds=5, fold=5)
+
+
+def test_find_data_order(tmp_path, monkeypatch):
+    from kws import dataset as dsmod
+    from kws.dataset import find_data
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(dsmod, "DEV_CLIPS", str(tmp_path / "dev"))
+    with pytest.raises(KwsError, match="kws data download"):
+        find_data()
+    (tmp_path / "synth").mkdir()
+    assert find_data(fallback="synth") == [Path("synth")]
+    (tmp_path / "dev").mkdir()
+    assert find_data(fallback="synth") == [tmp_path / "dev"]
+    archive = tmp_path / "data" / "speech_commands_v0.02"
+    archive.mkdir(parents=True)
+    assert find_data() == [tmp_path / "dev"]            # not complete: no marker yet
+    (archive / ".kws-complete").touch()
+    assert find_data() == [Path("data/speech_commands_v0.02")]
+    assert find_data(configured=["dev", "synth"]) == [Path("dev"), Path("synth")]
+    assert find_data(configured=["dev", "nope"]) == [Path("data/speech_commands_v0.02")]
+    assert find_data(given=[Path("synth")]) == [Path("synth")]
+    with pytest.raises(KwsError, match="no data folder at nope"):
+        find_data(given=[Path("nope")])

@@ -1,0 +1,80 @@
+"""Training augmentations: shapes kept, seeded, class weights, and never at evaluation."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from kws.config import Config, ModelConfig, TrainConfig
+from kws.errors import KwsError
+from kws.train import Augmenter, Trainer, TrainingData, reverberate, speed_perturb
+
+
+def config(sc_mini, tmp_path, **train):
+    rir_dir = tmp_path / "rirs"
+    rir_dir.mkdir(exist_ok=True)
+    h = np.zeros(4000, np.float32)
+    h[0], h[800], h[2400] = 1.0, 0.5, 0.25          # a direct sound and two echoes
+    sf.write(rir_dir / "room.flac", np.pad(h, (100, 0)), 16000)
+    t = dict(data=str(sc_mini), fallback_data="", batch_size=8, epochs_dense=1,
+             epochs_sparsify=0, epochs_sparse=0, epochs_quant=0, speed=(0.85, 1.15),
+             rir_prob=1.0, rir_dirs=(str(rir_dir),), class_balance=1.0)
+    t.update(train)
+    return Config(model=ModelConfig(hidden=8, rank_w=3, rank_u=2), train=TrainConfig(**t))
+
+
+def test_speed_and_reverb_keep_shape_and_dtype(rng):
+    x = rng.standard_normal(16000).astype(np.float32) * 0.1
+    assert np.array_equal(speed_perturb(x, 1.0), x)
+    fast, slow = speed_perturb(x, 1.15), speed_perturb(x, 0.85)
+    assert fast.shape == slow.shape == x.shape and fast.dtype == np.float32
+    assert np.count_nonzero(fast[:1000]) == 0 < np.count_nonzero(slow[:1000])  # shorter clip
+    h = np.zeros(500)
+    h[0], h[300] = 1.0, 0.5
+    wet = reverberate(x, h)
+    assert wet.shape == x.shape and wet.dtype == np.float32
+    assert np.isclose(np.abs(wet).max(), np.abs(x).max(), rtol=1e-5)
+    dry = x / np.abs(x).max()
+    assert np.allclose(wet[300:] / np.abs(wet).max(),
+                       (dry[300:] + 0.5 * dry[:-300]) / np.abs(dry + np.pad(dry, (300, 0))[:16000]
+                                                           * 0.5).max(), atol=1e-5)
+
+
+def test_augmenter_is_seeded_and_evaluation_is_clean(sc_mini, tmp_path):
+    cfg = config(sc_mini, tmp_path)
+    data = TrainingData(cfg, sc_mini, tmp_path / "cache")
+    assert len(data.rirs) == 1 and data.rirs[0][0] == pytest.approx(1 / np.sqrt(1.3125), rel=1e-4)
+    aug = Augmenter(data, cfg)
+    idx = np.arange(6)
+    a = aug(idx, np.random.default_rng(5))
+    b = aug(idx, np.random.default_rng(5))
+    c = aug(idx, np.random.default_rng(6))
+    assert a.shape == (6, cfg.features.n_frames, cfg.features.n_mels)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    # the validation features are the clean clips', normalised: no augmentation there
+    from kws.cache import compute_features
+    clean = compute_features(data.dataset.clips, data.dataset.root, cfg.features,
+                             tmp_path / "cache", skip_bad=True)
+    split = np.array([cl.split for cl in clean.clips])
+    x_val, _ = data.eval_sets["validation"]
+    assert np.array_equal(x_val, data.normalise(clean.features[split == "validation"]))
+
+
+def test_class_weights_balance_the_classes(sc_mini, tmp_path):
+    cfg = config(sc_mini, tmp_path)
+    data = TrainingData(cfg, sc_mini, tmp_path / "cache")
+    w = data.class_weights(1.0).numpy()
+    counts = np.bincount(data.labels, minlength=len(w))
+    present = counts > 0
+    assert np.allclose((w * counts)[present], (w * counts)[present][0])  # each class the same
+    assert np.isclose((w * counts).sum(), counts.sum())                  # mean weight 1
+    assert np.allclose(data.class_weights(0.0).numpy()[present], 1.0)
+    trainer = Trainer(cfg, tmp_path / "run", data)
+    assert torch.equal(trainer.class_weights, data.class_weights(1.0))
+
+
+def test_rir_settings_are_checked(tmp_path):
+    with pytest.raises(KwsError, match="rir_dirs"):
+        TrainConfig(rir_prob=0.5)
+    with pytest.raises(KwsError, match="train.speed"):
+        TrainConfig(speed=(1.2, 0.9))
