@@ -109,9 +109,13 @@ def bench_model(model: Path, data: Path, max_clips: int = 200) -> dict:
                f"--max-clips {max_clips}")
         out[f"harness_frames_per_s_{n}_boards"] = _entry(
             r["frames_per_second"], "frames/s", cmd, f"{r['frames']} frames, 0 mismatches")
-    fw = r.get("firmware") or {}
+    fw = r.get("firmware") or {}   # kws.export.firmware_size: the uno build a user flashes
+    if fw.get("flash") is not None:
+        out["device_flash"] = _entry(fw["flash"], "bytes", cmd,
+                                     f".text + .data of the {fw['board']} build (kws build)")
     if fw.get("ram") is not None and r.get("stack_peak") is not None:
-        out["device_ram_static"] = _entry(fw["ram"], "bytes", cmd, ".data + .bss of the uno build")
+        out["device_ram_static"] = _entry(fw["ram"], "bytes", cmd,
+                                          f".data + .bss of the {fw['board']} build (kws build)")
         out["device_stack_peak"] = _entry(r["stack_peak"], "bytes", cmd,
                                           "painted-stack high-water mark after the run")
         out["device_ram_total"] = _entry(fw["ram"] + r["stack_peak"], "bytes", cmd,

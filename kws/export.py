@@ -313,6 +313,27 @@ def check_firmware_fits(fw, board: str) -> None:
                            f"has {limit}: over by {used - limit} bytes")
 
 
+def firmware_size(model, board: str = "uno", fw=None) -> dict:
+    """Flash and static RAM of the firmware `kws build --board <board>` makes for `model` (the
+    one a user flashes): the one figure that `kws build`, `kws verify`, `kws eval --board`,
+    `kws bench` and the demo print. A simulated board runs a build at a faster baud whose code
+    differs by a few bytes; its size is never reported. `fw`: that build, when already made
+    (`kws build`), else it is made in build/size/ (make keeps it while it is up to date)."""
+    if fw is None:
+        model = _load(model)
+        fw = build(model, board, REPO / "build" / "size" / f"{model.hash[:16]}-{board}",
+                   budget=None)
+    return {"board": board, "flash": fw.flash, "flash_max": fw.flash_max,
+            "ram": fw.ram, "ram_max": fw.ram_max}
+
+
+def format_size(size: dict) -> str:
+    """`firmware_size` in one line."""
+    return (f"flash {size['flash']:,} / {size['flash_max']:,} bytes, static RAM "
+            f"{size['ram']:,} / {size['ram_max']:,} bytes"
+            + (f" ({size['board']} build)" if size.get("board") else ""))
+
+
 def model_symbol_sizes(elf: str | os.PathLike) -> dict[str, int]:
     """Sizes of the model's data symbols (kws_W1, kws_W1_mask, ..., kws_params) in an ELF,
     from `avr-nm --size-sort -S` (the names IntModel.firmware_arrays uses, prefixed kws_)."""

@@ -102,6 +102,10 @@ def write_report(out_dir: Path, acc: dict, device: dict | None = None,
                f"{cyc.get('min')} / median {cyc.get('median')} / max {cyc.get('max')}"
                + (f"; peak stack {device['stack_peak']} bytes" if device.get("stack_peak") else "")
                + "."]
+        if device.get("firmware"):
+            from kws.export import format_size
+
+            md += ["", f"Firmware: {format_size(device['firmware'])}."]
     md += ["", "## Per class", "", "| class | clips | precision | recall |", "|---|---:|---:|---:|"]
     for i, c in enumerate(classes):
         fmt = lambda v: "-" if np.isnan(v) else f"{v:.2f}"  # noqa: E731

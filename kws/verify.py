@@ -138,6 +138,7 @@ def verify(model_dir, data_dir, board: str = "sim", boards: int = 1, split: str 
     from kws.board import fault_counters, open_boards
     from kws.cache import compute_features
     from kws.evaluate import split_clips
+    from kws.export import firmware_size
     from kws.faultproxy import Faults
     from kws.modelfile import ShippedModel, load_model
 
@@ -275,9 +276,8 @@ def verify(model_dir, data_dir, board: str = "sim", boards: int = 1, split: str 
         "link": link,
         "faults": injected,
         "confirm": {"enabled": bool(confirm), **tally},
-        "firmware": ({"flash": firmware.flash, "flash_max": firmware.flash_max,
-                      "ram": firmware.ram, "ram_max": firmware.ram_max}
-                     if firmware is not None else None),
+        # the size of the firmware a user flashes (kws build), not of the simulator's build
+        "firmware": firmware_size(shipped, profile) if firmware is not None else None,
     }
     return report
 
@@ -314,6 +314,8 @@ def _rel(path: Path, root: Path) -> str:
 
 def format_summary(r: dict) -> str:
     """One screen: what ran, the verdict, the figures."""
+    from kws.export import format_size
+
     c = r["cycles_per_frame"]
     lines = [
         f"model {r['model']} ({r['model_bytes']} bytes, hash {r['model_hash'][:16]}) on "
@@ -332,8 +334,7 @@ def format_summary(r: dict) -> str:
                      f"{r['reference_accuracy']:.4f}")
     if r["firmware"]:
         fw = r["firmware"]
-        lines.append(f"firmware: flash {fw['flash']} / {fw['flash_max']} bytes, static RAM "
-                     f"{fw['ram']} / {fw['ram_max']} bytes"
+        lines.append(f"firmware: {format_size(fw)}"
                      + (f", peak stack {r['stack_peak']} bytes" if r["stack_peak"] else ""))
     link = r["link"]
     if r["frames_per_second"]:
