@@ -53,6 +53,7 @@ class Detector:
         self.refractory = round(refractory_s / stride_s)
         self.recent: deque = deque(maxlen=smooth)
         self.n, self.last = 0, -(10 ** 9)
+        self.best: Detection | None = None   # the highest keyword score so far, fired or not
 
     @staticmethod
     def args_for(model, schedule, **kw) -> dict:
@@ -73,6 +74,8 @@ class Detector:
         self.n += 1
         smoothed = np.mean(self.recent, axis=0)
         best = max(self.keywords, key=lambda i: smoothed[i])
+        if self.best is None or smoothed[best] > self.best.score:
+            self.best = Detection(round(time_s, 3), self.classes[best], float(smoothed[best]))
         if smoothed[best] >= self.threshold and self.n - self.last >= self.refractory:
             self.last = self.n
             return Detection(round(time_s, 3), self.classes[best], float(smoothed[best]))
@@ -103,7 +106,32 @@ def wav_chunks(path: Path, sample_rate: int, hop: int, realtime: bool):
     """A WAV in hop-sized chunks, paced at real time unless `realtime` is False."""
     from kws.audio import load_audio
 
-    audio = load_audio(path, sample_rate, None)
+    return audio_chunks(load_audio(path, sample_rate, None), sample_rate, hop, realtime)
+
+
+def tail_silence(n_samples: int, cfg, schedule) -> int:
+    """Samples of silence to append to a recording of `n_samples` so that every window of
+    `schedule` that starts in it also ends: the last word gets all the windows it would get in
+    an endless stream, and a recording shorter than one window gets at least one."""
+    hop, win = cfg.hop_length, cfg.win_length
+    frames = 1 + max(0, -(-(n_samples - win) // hop))      # frames that touch every sample
+    last_start = (frames - 1) // schedule.stride * schedule.stride
+    needed = (last_start + schedule.period - 1) * hop + win
+    return max(0, needed - n_samples)
+
+
+def padded_wav(path: Path, cfg, schedule) -> tuple[np.ndarray, int]:
+    """A WAV at the model's sample rate with `tail_silence` zeros at the end, and their
+    number."""
+    from kws.audio import load_audio
+
+    audio = load_audio(path, cfg.sample_rate, None)
+    pad = tail_silence(len(audio), cfg, schedule)
+    return np.concatenate([audio, np.zeros(pad, audio.dtype)]), pad
+
+
+def audio_chunks(audio: np.ndarray, sample_rate: int, hop: int, realtime: bool):
+    """Audio in hop-sized chunks, paced at real time unless `realtime` is False."""
     start = time.monotonic()
     for i in range(0, len(audio), hop):
         if realtime:
@@ -183,4 +211,5 @@ def stream(model, board, chunks, threshold: float | None = None, smooth: int = 1
             "cycles_per_frame": ({"min": int(min(cycles)), "median": float(np.median(cycles)),
                                   "max": int(max(cycles))} if cycles else None),
             "detections": [d.__dict__ for d in found["board"]],
+            "best": detectors["board"].best.__dict__ if detectors["board"].best else None,
             "python_detections": [d.__dict__ for d in found["python"]]}

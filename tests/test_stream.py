@@ -101,3 +101,45 @@ def test_three_keywords_in_noise_are_detected_on_the_board_at_their_times(tmp_pa
     assert len(lines) == 3 and all("same" in ln for ln in lines)
     # every frame steps each running instance: the board's cycle count shows it
     assert r["cycles_per_frame"]["max"] > 1.8 * r["cycles_per_frame"]["min"]
+
+
+@pytest.mark.parametrize("instances", [1, 2, 5])
+def test_tail_silence_lets_every_window_that_starts_in_the_audio_end(instances):
+    """`kws stream --wav` pads the file: every window that starts while the audio lasts ends
+    (so the last word gets all its windows), even for a file shorter than one window."""
+    from kws.stream import tail_silence
+    from kws.windows import Schedule
+
+    schedule = Schedule(period=50, instances=instances, pool=3)
+    for n in [0, 1, 399, 400, 401, 4000, 15999, 16000, 16001, 16080, 16400, 24321, 160000]:
+        pad = tail_silence(n, CFG, schedule)
+        frames = 1 + (n + pad - CFG.win_length) // CFG.hop_length
+        touched = 1 + max(0, -(-(n - CFG.win_length) // CFG.hop_length))  # frames with audio
+        starts = range(0, touched, schedule.stride)
+        assert schedule.n_windows(frames) == len(starts) >= 1, n
+        assert pad < (schedule.period + 1) * CFG.hop_length + CFG.win_length
+        assert tail_silence(n + pad, CFG, schedule) >= 0
+
+
+def test_a_wav_shorter_than_a_window_still_gets_a_verdict(tmp_path):
+    """`kws stream --wav` of one keyword clip cut to 0.6 s (less than a 1 s window), on the
+    simulated board: it is padded, says so, gets its windows, and the keyword is detected."""
+    import subprocess
+    import sys
+
+    from kws.modelfile import load_model
+
+    model = load_model("models/default")
+    clip = _correct_clips(model, ["yes"])["yes"]
+    wav = tmp_path / "short.wav"
+    write_wav(wav, clip[:9600])
+    r = subprocess.run([sys.executable, "-m", "kws", "stream", "--wav", str(wav), "--fast",
+                        "--threshold", "0.5", "--json", str(tmp_path / "s.json")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    # 30 frames touch the audio: windows start at frames 0 and 25, so 75 frames are needed
+    assert "0.60 s, padded with 0.91 s of silence" in r.stdout
+    import json
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["frames"] == 75 and s["windows"] == 2 and s["mismatched_windows"] == 0
+    assert [d["word"] for d in s["detections"]] == ["yes"], r.stdout
