@@ -43,17 +43,21 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-# Offline end to end: synthetic corpus -> features -> short training -> integer model -> report.
+# Offline end to end: synthetic corpus -> features -> short training -> integer model ->
+# firmware -> every frame of 300 held-out clips on 2 simulated boards -> report (after verify,
+# so it holds the device's figures) -> the last screen (`kws summary`: what the run was).
 demo: setup
 	$(KWS) data synth --out $(SYNTH_DIR) --clips $(SYNTH_CLIPS)
 	$(KWS) data stats --data $(SYNTH_DIR) --config configs/demo.yaml
 	$(KWS) features --data $(SYNTH_DIR) --config configs/demo.yaml
 	$(KWS) train --config configs/demo.yaml --name demo --run-dir build/demo/run \
 	  --out build/demo/model --resume
-	$(KWS) eval --model build/demo/model --data $(SYNTH_DIR) --json build/demo/eval.json
 	$(KWS) build --model build/demo/model --out build/demo/fw
 	$(KWS) verify --model build/demo/model --data $(SYNTH_DIR) --board sim --boards 2 \
 	  --max-clips 300 --json build/demo/verify.json
+	$(KWS) eval --model build/demo/model --data $(SYNTH_DIR) --json build/demo/eval.json \
+	  --out build/demo/report
+	$(KWS) summary build/demo
 
 # Train the shipped model: the synthetic corpus and a pre-training run on it, the float teacher
 # (each kept and reused once done), then configs/default.yaml -> runs/default, models/default.
@@ -82,12 +86,13 @@ firmware: setup
 
 # BOARD=sim: avrdude flashes a simulated Uno through its optiboot bootloader
 flash: firmware
-	$(KWS) flash --hex build/fw/kws_sketch-$(FW_BOARD)/kws_sketch.hex --board $(BOARD) \
-	  $(if $(PORT),--port $(PORT))
+	$(KWS) flash --board $(BOARD)$(if $(PORT), --port $(PORT)) \
+	  --hex build/fw/kws_sketch-$(FW_BOARD)/kws_sketch.hex
 
 # Every held-out frame through a board (PORT=... for a real one, else two simulated boards).
+# Data: DATA=folder, else the archive `kws data download` put in data/, else the dev clips.
 verify: setup
-	$(KWS) verify --model $(MODEL) --data $(or $(DATA),../shared/data/speech_commands_dev) \
+	$(KWS) verify --model $(MODEL) $(if $(DATA),--data $(DATA)) \
 	  --board $(or $(PORT),sim) --boards $(if $(PORT),1,2) --json build/verify.json
 
 # Live: the microphone through a board (PORT=... or the simulated one). WAV=file streams a file.
@@ -95,7 +100,7 @@ stream: setup
 	$(KWS) stream --model $(MODEL) --board $(or $(PORT),sim) $(if $(WAV),--wav $(WAV),--mic)
 
 eval: setup
-	$(KWS) eval --model models/default --data $(or $(DATA),../shared/data/speech_commands_dev)
+	$(KWS) eval --model $(MODEL) $(if $(DATA),--data $(DATA))
 
 test: setup
 	$(PY) -m pytest

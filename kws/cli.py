@@ -26,8 +26,25 @@ def _config(args):
     return config
 
 
+DATA_HELP = ("a Speech Commands folder (default: the downloaded archive in data/, else the "
+             "project's dev clips; see README: Data)")
+
+
+def _data_folders(args) -> list[Path]:
+    """--data (repeatable), else the discovery rule of kws.dataset.find_data."""
+    from kws.dataset import find_data
+
+    return find_data(args.data)
+
+
+def _data_folder(args) -> Path:
+    """The one folder a command judges on: --data, else the discovery rule."""
+    return _data_folders(args)[0]
+
+
 def _add_data_options(p):
-    p.add_argument("--data", required=True, type=Path, help="a Speech Commands folder")
+    p.add_argument("--data", action="append", type=Path,
+                   help=DATA_HELP + "; give it twice for two folders that form one data set")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: %(default)s)")
     p.add_argument("--task", choices=["v2-12", "35"], help="override data.task")
     p.add_argument("--split", choices=["auto", "official", "speakers"],
@@ -46,7 +63,7 @@ def cmd_data_download(args):
 def cmd_data_stats(args):
     from kws.dataset import format_stats, load_dataset
 
-    dataset = load_dataset(args.data, _config(args).data)
+    dataset = load_dataset(_data_folders(args), _config(args).data)
     print(format_stats(dataset.stats()))
 
 
@@ -66,7 +83,7 @@ def cmd_features(args):
     from kws.features import norm_stats
 
     config = _config(args)
-    dataset = load_dataset(args.data, config.data)
+    dataset = load_dataset(_data_folders(args), config.data)
     start = time.perf_counter()
     fs = compute_features(dataset.clips, dataset.root, config.features, args.cache_dir,
                           skip_bad=args.skip_bad)
@@ -120,6 +137,7 @@ def cmd_eval(args):
     from kws.report import write_report
 
     model = load_model(args.model)
+    args.data = _data_folder(args)
     report = evaluate(args.model, args.data, split=args.split, skip_bad=args.skip_bad)
     print(format_report(report))
     device = stream = None
@@ -141,6 +159,10 @@ def cmd_eval(args):
                        "instances": args.instances, "smooth_windows": 1, "refractory_s": 1.0,
                        "chosen_by": "kws eval --stream (validation speakers' stream)"}, f,
                       indent=1)
+    if args.negatives:
+        from kws.streameval import format_negatives_report, negatives_curve
+        report["negatives"] = negatives_curve(model, args.negatives, instances=args.instances)
+        print(format_negatives_report(report["negatives"]))
     if args.json:
         with atomic_open(args.json, "w") as f:
             json.dump(report, f, indent=1)
@@ -153,8 +175,14 @@ def cmd_eval(args):
 
 
 def cmd_sweep(args):
-    from kws.sweep import run_sweep
+    from kws.sweep import run_cv, run_sweep
 
+    if args.folds:
+        only = [int(f) for f in args.only_folds.split(",")] if args.only_folds else None
+        rows = run_cv(args.configs, args.out, args.folds, only, args.teacher_config, args.judge)
+        print((args.out / "cv_table.md").read_text())
+        print(f"{len(rows)} configs, {args.folds}-fold speaker cross-validation")
+        return
     rows = run_sweep(args.configs, args.out)
     print((args.out / "table.md").read_text())
     print(f"{len(rows)} configs; picture: {args.out / 'tradeoff.png'}")
@@ -172,12 +200,12 @@ def cmd_export(args):
 
 
 def cmd_build(args):
-    from kws.export import build
+    from kws.export import build, firmware_size, format_size
     from kws.modelfile import load_model
 
     model = load_model(args.model)
     fw = build(model, args.board, args.out, args.name, budget=args.budget)
-    print(f"{fw.hex}: flash {fw.flash} / {fw.flash_max} bytes, ram {fw.ram} / {fw.ram_max} bytes")
+    print(f"{fw.hex}: {format_size(firmware_size(model, args.board, fw))}")
 
 
 def cmd_flash(args):
@@ -194,7 +222,7 @@ def cmd_verify(args):
     from kws.atomic import atomic_open
     from kws.verify import format_summary, verify
 
-    report = verify(args.model, args.data, board=args.board, boards=args.boards,
+    report = verify(args.model, _data_folder(args), board=args.board, boards=args.boards,
                     split=args.split, max_clips=args.max_clips, baud=args.baud,
                     cache_dir=args.cache_dir, progress=sys.stderr.isatty(),
                     timeout=args.timeout, retries=args.retries, faults=args.faults,
@@ -221,12 +249,20 @@ def cmd_stream(args):
 
     from kws.board import open_boards
     from kws.modelfile import load_model
-    from kws.stream import mic_chunks, stream, wav_chunks
+    from kws.stream import audio_chunks, mic_chunks, padded_wav, stream
+    from kws.windows import Schedule, stored_settings
 
     model = load_model(args.model)
     cfg = model.features
     if args.wav:
-        chunks = wav_chunks(args.wav, cfg.sample_rate, cfg.hop_length, realtime=not args.fast)
+        schedule = Schedule.for_model(model, stored_settings(model)["instances"])
+        audio, pad = padded_wav(args.wav, cfg, schedule)
+        hop_s = cfg.hop_length / cfg.sample_rate
+        print(f"{args.wav}: {(len(audio) - pad) / cfg.sample_rate:.2f} s, padded with "
+              f"{pad / cfg.sample_rate:.2f} s of silence at the end so that its last word gets "
+              f"every window ({schedule.period * hop_s:.2f} s windows, one every "
+              f"{schedule.stride * hop_s:.2f} s)")
+        chunks = audio_chunks(audio, cfg.sample_rate, cfg.hop_length, realtime=not args.fast)
     else:
         chunks = mic_chunks(cfg.sample_rate, cfg.hop_length, args.device)
     print(f"listening for {', '.join(c for c in model.classes if not c.startswith('_'))} "
@@ -238,12 +274,26 @@ def cmd_stream(args):
           f"{len(summary['detections'])} detections at threshold {summary['threshold']}, "
           f"board vs python: {summary['mismatched_windows']} of {summary['windows']} "
           "windows differ")
+    best = summary["best"]
+    if best and not summary["detections"]:
+        print(f"no keyword reached the threshold {summary['threshold']}; the highest keyword "
+              f"score: {best['word']} "
+              f"{best['score']:.2f} (window ending at {best['time_s']:.2f} s)")
     if args.json:
         from kws.atomic import atomic_open
         with atomic_open(args.json, "w") as f:
             json.dump(summary, f, indent=1)
     if summary["mismatched_windows"]:
         raise KwsError(f"{summary['mismatched_windows']} windows differ from the integer model")
+
+
+# --- kws summary ----------------------------------------------------------------------------
+
+def cmd_summary(args):
+    from kws.demo import summary, write_demo_report
+
+    write_demo_report(args.folder)
+    print(summary(args.folder))
 
 
 # --- kws bench -------------------------------------------------------------------------------
@@ -274,8 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = dsub.add_parser("synth", help="make the offline synthetic corpus (espeak-ng voices)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--clips", type=int, default=7000, help="default: %(default)s")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0, help="corpus seed (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="synthesis processes (default: %(default)s)")
     p.set_defaults(func=cmd_data_synth)
 
     p = sub.add_parser("features", help="compute and cache log-mel features of a data folder")
@@ -296,26 +347,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="accuracy of a shipped model (float and integer)")
     p.add_argument("--model", required=True, type=Path, help="a models/<name> folder")
-    p.add_argument("--data", required=True, type=Path, help="a Speech Commands folder")
+    p.add_argument("--data", type=Path, help=DATA_HELP)
     p.add_argument("--split", default="testing",
                    help="testing, validation, training or all (default: %(default)s)")
     p.add_argument("--json", type=Path, help="also write the report as JSON")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable audio files")
     p.add_argument("--board", help="also run the clips on a board: sim or a serial port")
-    p.add_argument("--boards", type=int, default=1, help="simulated boards in parallel")
+    p.add_argument("--boards", type=int, default=1,
+                   help="simulated boards in parallel (default: %(default)s)")
     p.add_argument("--stream", action="store_true",
                    help="also misses and false accepts per hour on a long seeded stream; "
                         "stores the chosen threshold in the model folder (detector.json)")
     p.add_argument("--hours", type=float, default=1.0, help="stream length (default 1 h)")
-    p.add_argument("--seed", type=int, default=0, help="stream seed")
+    p.add_argument("--negatives", action="append", type=Path, metavar="FOLDER",
+                   help="also false accepts per hour on real audio with no keyword (running "
+                        "speech, other wake words, noise): every WAV/FLAC under FOLDER, at "
+                        "the model's threshold and over thresholds; repeatable")
+    p.add_argument("--seed", type=int, default=0, help="stream seed (default: %(default)s)")
     p.add_argument("--instances", type=int, default=2,
-                   help="staggered windows in flight (model steps per frame)")
+                   help="staggered windows in flight (model steps per frame; default: "
+                        "%(default)s)")
     p.add_argument("--out", type=Path, help="report folder (default reports/<model>)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("sweep", help="train several configs; table and accuracy-vs-bytes plot")
     p.add_argument("configs", nargs="+", type=Path, help="FastGRNN config files")
     p.add_argument("--out", type=Path, default=Path("runs/sweep"), help="default: %(default)s")
+    p.add_argument("--folds", type=int, default=0,
+                   help="k-fold speaker cross-validation instead of one split: every config "
+                        "retrained per fold, table of fold mean ± std (default: off)")
+    p.add_argument("--only-folds", help="with --folds: run only these folds, e.g. 0,2,4 (to "
+                                        "share the work between processes)")
+    p.add_argument("--teacher-config", type=Path,
+                   help="with --folds: the float teacher's config, trained once per fold for "
+                        "configs that distil")
+    p.add_argument("--judge", type=Path,
+                   help="with --folds: score on this folder's held-out clips (default: the "
+                        "config's first data folder)")
     p.set_defaults(func=cmd_sweep)
 
     for name, func, text in [("export", cmd_export, "write the Arduino sketch folder of a model"),
@@ -323,25 +391,30 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--model", required=True, type=Path, help="a models/<name> folder")
         p.add_argument("--out", type=Path,
-                       default=Path("build/sketch" if name == "export" else "build/fw"))
+                       default=Path("build/sketch" if name == "export" else "build/fw"),
+                       help="output folder (default: %(default)s)")
         p.add_argument("--name", default="kws_sketch", help="sketch name (default: %(default)s)")
-        p.add_argument("--budget", type=int, default=1024, help="refuse a bigger model (bytes)")
+        p.add_argument("--budget", type=int, default=1024,
+                       help="refuse a bigger model, bytes (default: %(default)s)")
         if name == "build":
             p.add_argument("--board", default="uno",
-                           choices=["uno", "nano", "nano-old", "pro-mini-16", "pro-mini-8"])
+                           choices=["uno", "nano", "nano-old", "pro-mini-16", "pro-mini-8"],
+                           help="board profile (default: %(default)s)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("flash", help="upload a built .hex with avrdude")
     p.add_argument("--hex", required=True, type=Path)
     p.add_argument("--board", default="uno",
-                   choices=["uno", "nano", "nano-old", "pro-mini-16", "pro-mini-8", "sim"])
+                   choices=["uno", "nano", "nano-old", "pro-mini-16", "pro-mini-8", "sim"],
+                   help="board profile; sim: a simulated Uno with its bootloader "
+                        "(default: %(default)s)")
     p.add_argument("--port", help="default: the one Arduino found by USB VID/PID")
     p.set_defaults(func=cmd_flash)
 
     p = sub.add_parser("verify", help="stream held-out clips through a board, compare every "
                                       "frame with the integer model")
     p.add_argument("--model", required=True, type=Path, help="a models/<name> folder")
-    p.add_argument("--data", required=True, type=Path, help="a Speech Commands folder")
+    p.add_argument("--data", type=Path, help=DATA_HELP)
     p.add_argument("--board", default="sim",
                    help="sim (simulated boards, firmware built for the model) or a serial port "
                         "/ pyserial URL; several ports comma-separated (default: %(default)s)")
@@ -352,7 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-clips", type=int, help="at most N clips, spread evenly over the split")
     p.add_argument("--profile", default="uno",
                    choices=["uno", "nano", "nano-old", "pro-mini-16", "pro-mini-8"],
-                   help="board profile of the simulated boards (its F_CPU; default: uno)")
+                   help="board profile of the simulated boards (its F_CPU; default: "
+                        "%(default)s)")
     p.add_argument("--baud", type=int,
                    help="serial speed (default: 115200 on a port, 1000000 simulated)")
     p.add_argument("--cache-dir", type=Path, default=Path("data/cache"),
@@ -381,22 +455,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("stream", help="live keyword spotting: microphone or WAV -> board")
-    p.add_argument("--model", type=Path, default=Path("models/default"))
+    p.add_argument("--model", type=Path, default=Path("models/default"),
+                   help="a models/<name> folder (default: %(default)s)")
     p.add_argument("--board", default="sim", help="sim or a serial port (default: %(default)s)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--mic", action="store_true", help="the default (or --device) input")
-    source.add_argument("--wav", type=Path, help="a WAV file, paced at real time")
+    source.add_argument("--wav", type=Path,
+                        help="a WAV file, paced at real time; silence is added at its end so "
+                             "that its last word gets every window")
     p.add_argument("--device", help="sounddevice input device (name or number)")
     p.add_argument("--fast", action="store_true", help="a WAV as fast as the board allows")
     p.add_argument("--threshold", type=float,
                    help="default: the model's detector.json (`kws eval --stream`), else 0.7")
-    p.add_argument("--smooth", type=int, default=1, help="windows of posterior smoothing")
-    p.add_argument("--refractory", type=float, default=1.0, help="seconds (default: 1.0)")
+    p.add_argument("--smooth", type=int, default=1,
+                   help="windows of posterior smoothing (default: %(default)s)")
+    p.add_argument("--refractory", type=float, default=1.0,
+                   help="seconds without a detection after one (default: %(default)s)")
     p.add_argument("--json", type=Path, help="also write the summary as JSON")
     p.set_defaults(func=cmd_stream)
 
+    p = sub.add_parser("summary", help="the end of `make demo`: its report (with the device's "
+                                       "figures) and what the run was, on one screen")
+    p.add_argument("folder", type=Path, nargs="?", default=Path("build/demo"),
+                   help="the demo's folder: model/, run/, eval.json, verify.json, fw/ "
+                        "(default: %(default)s)")
+    p.set_defaults(func=cmd_summary)
+
     p = sub.add_parser("bench", help="run the benchmarks and write a JSON of results")
-    p.add_argument("--out", type=Path, default=Path("bench/results.json"))
+    p.add_argument("--out", type=Path, default=Path("bench/results.json"),
+                   help="default: %(default)s")
     p.add_argument("--data", type=Path, default=None,
                    help="clips to time (default: the real dev clips if present, else the "
                         "synthetic corpus)")

@@ -218,3 +218,68 @@ def format_stream_report(r: dict) -> str:
     lines.append(f"false accepts: {f['fa_on_words']} during other words, "
                  f"{f['fa_in_noise']} in noise only")
     return "\n".join(lines)
+
+
+# --- false accepts on audio that holds no keyword ---------------------------------------------
+
+def negative_files(folders) -> list:
+    """Every WAV/FLAC file under `folders` (recursively), sorted by path."""
+    from pathlib import Path
+
+    from kws.dataset import AUDIO_SUFFIXES
+    from kws.errors import KwsError
+
+    files = []
+    for d in folders:
+        if not Path(d).is_dir():
+            raise KwsError(f"--negatives: no folder at {d}")
+        files += sorted(p for p in Path(d).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise KwsError(f"--negatives {', '.join(map(str, folders))}: no WAV or FLAC files")
+    return files
+
+
+def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
+                    refractory_s: float = 1.0, gap_s: float = 0.5) -> dict:
+    """False accepts per hour on real audio with no keyword (running speech, other wake words,
+    noise): the files one after another with `gap_s` of silence between them, listened to
+    with the board's schedule; every detection is a false accept. One row per threshold, and
+    the figures at the model's stored threshold (detector.json) — the FA/h a user feels."""
+    from kws.audio import load_audio
+    from kws.stream import Detector, posteriors
+    from kws.windows import Schedule, stored_settings
+
+    sr = model.features.sample_rate
+    files = negative_files(folders)
+    gap = np.zeros(int(gap_s * sr), np.float32)
+    audio = np.concatenate([x for f in files for x in (load_audio(f, sr, None), gap)])
+    hours = len(audio) / sr / 3600
+    schedule = Schedule.for_model(model, instances)
+    det_args = Detector.args_for(model, schedule, smooth=smooth, refractory_s=refractory_s)
+    pooled, times = stream_scores(model, audio, schedule)
+    post = posteriors(pooled, det_args["scale"])
+    stored = stored_settings(model)["threshold"]
+    rows = []
+    for th in sorted(set(THRESHOLDS.tolist()) | {stored}):
+        dets = detections_at(det_args, post, times, th)
+        per = {w: sum(1 for _, d in dets if d == w) for w in KEYWORDS if w in model.classes}
+        rows.append({"threshold": float(th), "false_accepts": len(dets),
+                     "fa_per_hour": len(dets) / hours, "per_keyword": per})
+    at_stored = next(r for r in rows if r["threshold"] == stored)
+    return {"model": model.name, "model_hash": model.hash,
+            "folders": [str(f) for f in folders], "files": len(files),
+            "hours": round(hours, 4), "windows": int(len(pooled)), "stored_threshold": stored,
+            "at_stored_threshold": at_stored, "curve": rows}
+
+
+def format_negatives_report(r: dict) -> str:
+    at = r["at_stored_threshold"]
+    worst = sorted(at["per_keyword"].items(), key=lambda kv: -kv[1])
+    lines = [f"negatives: {r['files']} files, {r['hours'] * 60:.1f} min, {r['windows']} windows",
+             f"at the model's threshold {r['stored_threshold']}: {at['false_accepts']} false "
+             f"accepts = {at['fa_per_hour']:.1f} per hour ("
+             + ", ".join(f"{w} {n}" for w, n in worst if n) + ")",
+             "threshold  FA/h: " + "  ".join(
+                 f"{row['threshold']:.3f} {row['fa_per_hour']:.1f}" for row in r["curve"]
+                 if row["threshold"] in (0.5, 0.7, 0.9, 0.95, 0.98, 0.99, 0.995))]
+    return "\n".join(lines)

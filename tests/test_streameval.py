@@ -120,3 +120,38 @@ def test_operating_point_fewest_misses_within_the_false_accept_goal():
     assert p["threshold"] == 0.7 and p["goal_met"]
     p = choose_operating_point([dict(r, fa_per_hour=r["fa_per_hour"] + 5) for r in curve])
     assert p["threshold"] == 0.9 and not p["goal_met"]
+
+
+def test_false_accepts_on_negative_audio(tmp_path):
+    """Every detection on audio said to hold no keyword is a false accept (here the audio is
+    keywords, so that there are some); fewer at higher thresholds; the hours are the files'
+    length plus the gaps."""
+    import soundfile as sf
+
+    from kws.audio import load_audio
+    from kws.modelfile import load_model
+    from kws.streameval import negative_files, negatives_curve
+    from tests.conftest import SC_MINI
+
+    folder = tmp_path / "neg" / "speech"
+    folder.mkdir(parents=True)
+    words = [load_audio(f) for w in ("yes", "no", "left", "stop")
+             for f in sorted((SC_MINI / w).glob("*.wav"))]
+    for k in range(3):
+        sf.write(folder / f"n{k}.flac", np.concatenate(words[k::3])[:SR * 4], SR)
+    (folder / "notes.txt").write_text("not audio")
+    assert [f.name for f in negative_files([tmp_path / "neg"])] == ["n0.flac", "n1.flac",
+                                                                     "n2.flac"]
+    model = load_model("models/default")
+    r = negatives_curve(model, [tmp_path / "neg"], gap_s=0.5)
+    assert r["files"] == 3 and r["hours"] == pytest.approx(3 * 4.5 / 3600, abs=1e-4)
+    fas = [row["false_accepts"] for row in r["curve"]]
+    assert fas == sorted(fas, reverse=True) and fas[0] > 0    # white noise fools a low threshold
+    at = r["at_stored_threshold"]
+    assert at["threshold"] == r["stored_threshold"]
+    assert sum(at["per_keyword"].values()) == at["false_accepts"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(KwsError, match="no WAV or FLAC"):
+        negative_files([tmp_path / "empty"])
+    with pytest.raises(KwsError, match="no folder at"):
+        negative_files([tmp_path / "missing"])
