@@ -64,3 +64,22 @@ def test_corrupt_wav_fails_clearly_or_is_skipped(sc_mini, tmp_path):
             "--skip-bad")
     assert r.returncode == 0 and "skipped 1 bad file" in r.stdout
 
+
+
+def test_speaker_interval_on_a_hand_made_case():
+    import numpy as np
+
+    from kws.evaluate import speaker_interval
+
+    # one speaker: every resample is that speaker, so the interval is the point
+    assert speaker_interval(np.array([1, 0, 1, 1]), ["a"] * 4) == (0.75, 0.75)
+    # two speakers, all right and all wrong, 2 clips each: resamples are 0, 0.5 or 1
+    lo, hi = speaker_interval(np.array([1, 1, 0, 0]), ["a", "a", "b", "b"])
+    assert (lo, hi) == (0.0, 1.0)
+    # seeded, and wider for speakers than for the same number of independent clips
+    correct = np.array([1] * 40 + [0] * 40)
+    by_speaker = speaker_interval(correct, [f"s{i // 20}" for i in range(80)])
+    by_clip = speaker_interval(correct, [f"c{i}" for i in range(80)])
+    assert by_speaker == speaker_interval(correct, [f"s{i // 20}" for i in range(80)])
+    assert by_speaker[1] - by_speaker[0] > by_clip[1] - by_clip[0]
+    assert by_clip[0] < 0.5 < by_clip[1]
