@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from kws.atomic import atomic_open
+from kws.atomic import atomic_open, atomic_path
 from kws.audio import BadAudio, load_audio
 from kws.config import FeatureConfig
 from kws.dataset import Clip
@@ -131,3 +131,75 @@ def _rel(path: Path, root: Path) -> str:
 
 def _id(c: Clip, root: Path) -> str:
     return f"{_rel(c.path, root)}@{c.offset}"
+
+
+# --- the training audio: int16 on disk, memory-mapped -------------------------------------------
+
+PCM_SCALE = 32768.0  # soundfile's float of 16-bit PCM is int16 / 32768: exact round trip
+
+
+def cached_audio(clips: list[Clip], root: Path, cfg: FeatureConfig, cache_dir: Path | None,
+                 skip_bad: bool = True, progress: bool = True
+                 ) -> tuple[np.ndarray, list[Clip], list[tuple[str, str]]]:
+    """The clips' audio as an int16 array [N, clip_samples] memory-mapped from
+    `cache_dir/audio-<key>.npy` (the feature cache's key), so a training set of 100k clips
+    (3.2 GB) is paged in by the OS, not held in RAM, and is read once, not at every run.
+    Audio of 16-bit files comes back exactly (`to_float`). Without a cache folder: in RAM."""
+    if cache_dir is None:
+        audio, kept, bad = load_clip_audio(clips, cfg, skip_bad, progress)
+        return to_pcm(audio), kept, bad
+    key = cache_key(clips, root, cfg)
+    path = Path(cache_dir) / f"audio-{key}.npy"
+    meta = path.with_suffix(".json")
+    ids = [_id(c, root) for c in clips]
+    if path.exists() and meta.exists():
+        try:
+            doc = json.loads(meta.read_text())
+            by_id = dict(zip(ids, clips))
+            kept = [by_id[i] for i in doc["kept"]]
+            audio = np.load(path, mmap_mode="r")
+            if audio.dtype != np.int16 or audio.shape[1:] != (cfg.clip_samples,) \
+                    or audio.shape[0] < len(kept):
+                raise ValueError(f"holds {audio.dtype} {audio.shape}")
+            bad = [tuple(b) for b in doc["bad"]]
+            if bad and not skip_bad:
+                raise BadAudio(f"{bad[0][1]} (use --skip-bad to skip bad files)")
+            return audio[:len(kept)], kept, bad
+        except BadAudio:
+            raise
+        except Exception as e:  # a damaged or foreign file: computed again
+            print(f"kws: warning: {path}: damaged audio cache ({str(e).splitlines()[0]}); "
+                  "reading the clips again", file=sys.stderr)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept, bad = [], []
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16,
+                                        shape=(len(clips), cfg.clip_samples))
+        for c in tqdm(clips, desc="reading audio", unit="clip", leave=False,
+                      disable=None if progress else True):
+            try:
+                a = load_audio(c.path, cfg.sample_rate, cfg.clip_samples, c.offset)
+            except BadAudio as e:
+                if not skip_bad:
+                    raise BadAudio(f"{e} (use --skip-bad to skip bad files)") from None
+                bad.append((str(c.path), str(e)))
+                continue
+            out[len(kept)] = to_pcm(a)
+            kept.append(c)
+        out.flush()
+        del out
+    if clips and not kept:
+        path.unlink()
+        raise BadAudio(f"none of the {len(clips)} audio files could be read (the first: "
+                       f"{bad[0][1]})")
+    with atomic_open(meta, "w") as f:
+        json.dump({"kept": [_id(c, root) for c in kept], "bad": bad}, f)
+    return np.load(path, mmap_mode="r")[:len(kept)], kept, bad
+
+
+def to_pcm(audio: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(np.asarray(audio) * PCM_SCALE), -32768, 32767).astype(np.int16)
+
+
+def to_float(pcm: np.ndarray) -> np.ndarray:
+    return (np.asarray(pcm, np.float32) / np.float32(PCM_SCALE)).astype(np.float32)

@@ -119,6 +119,7 @@ class TrainConfig:
     data: str | tuple[str, ...] = "../shared/data/speech_commands_dev"
     fallback_data: str = "data/synth"
     seed: int = 0
+    device: str = "auto"           # auto (a CUDA device when there is one), cpu or cuda
     batch_size: int = 64
     lr: float = 0.01
     lr_final: float = 0.0005       # cosine decay to this over all epochs
@@ -155,6 +156,8 @@ class TrainConfig:
         for key in ("noise_prob", "distill_weight", "rir_prob", "class_balance"):
             if not 0 <= getattr(self, key) <= 1:
                 raise KwsError(f"train.{key} must be in [0, 1], not {getattr(self, key)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise KwsError(f"train.device must be auto, cpu or cuda, not {self.device!r}")
         if not 0 < self.speed[0] <= self.speed[1]:
             raise KwsError(f"train.speed is a range of factors 0 < low <= high, not {self.speed}")
         if self.rir_prob > 0 and not self.rir_dirs:

@@ -31,7 +31,7 @@ import yaml
 from tqdm import tqdm
 
 from kws.atomic import atomic_open, atomic_path
-from kws.cache import compute_features, load_clip_audio
+from kws.cache import cached_audio, compute_features, to_float
 from kws.config import Config, config_to_dict
 from kws.dataset import TASKS, Dataset, background_files, find_data, load_dataset
 from kws.errors import Interrupted, KwsError
@@ -59,7 +59,8 @@ class TrainingData:
         if not train or not self.dataset.split("validation"):
             raise KwsError(f"{', '.join(map(str, data_dirs))}: need clips in both training and "
                            "validation splits")
-        self.audio, kept, _ = load_clip_audio(train, fc, skip_bad=True)
+        # int16, memory-mapped from the cache: a full archive's training set is not held in RAM
+        self.audio, kept, _ = cached_audio(train, self.dataset.root, fc, cache_dir)
         self.labels = self.dataset.labels(kept)
         clean = compute_features(self.dataset.clips, self.dataset.root, fc, cache_dir,
                                  skip_bad=True)
@@ -165,7 +166,7 @@ class Augmenter:
 
     def __call__(self, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         cfg, n = self.cfg, len(idx)
-        audio = self.data.audio[idx].copy()
+        audio = to_float(self.data.audio[idx])
         length = audio.shape[1]
         max_shift = int(cfg.shift_ms * 16)
         speed = cfg.speed != (1.0, 1.0)
@@ -206,6 +207,15 @@ class Augmenter:
 
 # --- model -----------------------------------------------------------------------------------
 
+def pick_device(name: str) -> torch.device:
+    """`train.device`: auto takes a CUDA device when torch sees one, else the CPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise KwsError("train.device is cuda, but torch sees no CUDA device (use auto or cpu)")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
 def build_model(config: Config, n_classes: int):
     m = config.model
     if m.arch == "gru":
@@ -245,10 +255,11 @@ def accuracy(model, x: np.ndarray, y: np.ndarray, pool: int, quant: bool,
     if len(y) == 0:
         return float("nan")
     model.eval()
+    device = next(model.parameters()).device
     correct = 0
     for i in range(0, len(y), batch):
-        scores = model(torch.from_numpy(x[i:i + batch]), quant=quant)
-        correct += int((pooled(scores, pool).argmax(1).numpy() == y[i:i + batch]).sum())
+        scores = model(torch.from_numpy(x[i:i + batch]).to(device), quant=quant)
+        correct += int((pooled(scores, pool).argmax(1).cpu().numpy() == y[i:i + batch]).sum())
     return correct / len(y)
 
 
@@ -258,6 +269,7 @@ class Trainer:
     def __init__(self, config: Config, run_dir: Path, data: TrainingData):
         self.config, self.run_dir, self.data = config, Path(run_dir), data
         torch.manual_seed(config.train.seed)
+        self.device = pick_device(config.train.device)
         self.model = build_model(config, len(data.dataset.task.classes))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config.train.lr,
                                     weight_decay=config.train.weight_decay)
@@ -265,6 +277,11 @@ class Trainer:
         self.class_weights = (data.class_weights(config.train.class_balance)
                               if config.train.class_balance > 0 else None)
         self.teacher = load_teacher(config) if config.train.distill_weight > 0 else None
+        self.model.to(self.device)
+        if self.teacher is not None:
+            self.teacher.to(self.device)
+        if self.class_weights is not None:
+            self.class_weights = self.class_weights.to(self.device)
         if config.train.init_from:
             load_state(self.model, load_run_model(config.train.init_from, "train.init_from"),
                        "train.init_from")
@@ -286,7 +303,7 @@ class Trainer:
         if not path.exists():
             return False
         try:
-            s = torch.load(path, weights_only=False)
+            s = torch.load(path, weights_only=False, map_location="cpu")
         except Exception as e:  # torch raises many kinds for a damaged file
             raise KwsError(f"{path}: cannot resume from a damaged checkpoint "
                            f"({_first_line(e)}); delete it to start the run again") from None
@@ -332,8 +349,8 @@ class Trainer:
             for g in self.opt.param_groups:
                 g["lr"] = self.lr_at(self.epoch + b / n_batches)
             idx = order[b * bs:(b + 1) * bs]
-            x = self.augment(idx, rng)
-            y = torch.from_numpy(self.data.labels[idx])
+            x = self.augment(idx, rng).to(self.device)
+            y = torch.from_numpy(self.data.labels[idx]).to(self.device)
             logits = pooled(model(x, quant=quant), cfg.model.pool_frames)
             loss = F.cross_entropy(logits, y, weight=self.class_weights)
             if self.teacher is not None:
@@ -371,6 +388,7 @@ class Trainer:
         select_phase = phase_of(total_epochs(cfg) - 1, cfg)
         selector = "val_int" if select_phase == "quant" else "val_float"
         saved = self.epoch if (self.run_dir / "checkpoint.pt").exists() else None
+        spent = []  # seconds of this process's epochs: the ETA
         try:
             while self.epoch < total_epochs(cfg):
                 t0 = time.perf_counter()
@@ -381,14 +399,17 @@ class Trainer:
                 best = self.best
                 if row["phase"] == select_phase and (
                         best is None or row[selector] > best["row"][selector]):
-                    best = {"row": row, "model": {k: v.clone() for k, v in
+                    best = {"row": row, "model": {k: v.detach().cpu().clone() for k, v in
                                                   self.model.state_dict().items()},
                             "exponents": getattr(self.model, "exponents", None)}
                 self.epoch, self.best, self.history = self.epoch + 1, best, history
                 self.save_checkpoint()
                 saved = self.epoch
                 self.write_metrics()
-                progress("  ".join(f"{k} {v}" for k, v in row.items()))
+                spent.append(row["seconds"])
+                eta = np.mean(spent[-5:]) * (total_epochs(cfg) - self.epoch)
+                progress("  ".join(f"{k} {v}" for k, v in row.items())
+                         + f"  eta {int(eta // 60)}m{int(eta % 60):02d}s")
         except KeyboardInterrupt:
             # the checkpoint on disk is the last finished epoch's; a half epoch is not saved
             # (resuming from it would not give the model of an uninterrupted run)
@@ -439,7 +460,7 @@ def load_run_model(folder: str, key: str) -> dict:
     if not path.exists():
         raise KwsError(f"{key}: no finished run at {folder} (train it first)")
     try:
-        return torch.load(path, weights_only=False)["model"]
+        return torch.load(path, weights_only=False, map_location="cpu")["model"]
     except Exception as e:  # torch raises many kinds for a damaged file
         raise KwsError(f"{key}: {path} is damaged ({_first_line(e)}): train that run "
                        "again") from None
@@ -487,6 +508,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress=print) -
     if resume and trainer.resume():
         progress(f"resumed {run_dir} at epoch {trainer.epoch}")
     best = trainer.fit(progress)
+    trainer.model.to("cpu")      # shipping and evaluation run on the CPU
     trainer.model.load_state_dict(best["model"])
     if best["exponents"] is not None:
         trainer.model.exponents = best["exponents"]

@@ -74,3 +74,31 @@ def test_skip_bad_shares_the_cache_unless_a_file_was_skipped(sc_mini, tmp_path):
     assert len(skipped.bad) == 1 and len(list(tmp_path.glob("features-*"))) == 2
     with pytest.raises(BadAudio, match="deadbeef_nohash_0.wav.*--skip-bad"):
         compute_features(ds.clips, ds.root, FeatureConfig(), tmp_path, progress=False)
+
+
+def test_training_audio_cache_is_exact_memory_mapped_and_checks_bad_files(sc_mini, tmp_path):
+    from kws.cache import cached_audio, load_clip_audio, to_float
+
+    ds = dataset(sc_mini)
+    ref, ref_kept, _ = load_clip_audio(ds.clips, FeatureConfig(), progress=False)
+    pcm, kept, bad = cached_audio(ds.clips, ds.root, FeatureConfig(), tmp_path, progress=False)
+    assert isinstance(pcm, np.memmap) and pcm.dtype == np.int16 and not bad
+    assert kept == ref_kept and np.array_equal(to_float(pcm), ref)   # 16-bit audio: exact
+    again, kept2, _ = cached_audio(ds.clips, ds.root, FeatureConfig(), tmp_path, progress=False)
+    assert kept2 == kept and np.array_equal(again, pcm)
+    # a bad file: skipped and listed (and an error for a caller that may not skip)
+    (sc_mini / "yes" / "deadbeef_nohash_0.wav").write_bytes(b"RIFF....WAVEjunk")
+    ds = dataset(sc_mini)
+    pcm, kept, bad = cached_audio(ds.clips, ds.root, FeatureConfig(), tmp_path, progress=False)
+    assert len(bad) == 1 and len(kept) == len(ds.clips) - 1 == len(pcm)
+    with pytest.raises(BadAudio, match="deadbeef"):
+        cached_audio(ds.clips, ds.root, FeatureConfig(), tmp_path, skip_bad=False,
+                     progress=False)
+    # a damaged cache file is read again, not used
+    pcm = np.array(pcm)              # (the test damages the file in place, under the map)
+    npy = next(p for p in tmp_path.glob("audio-*.npy") if p.stat().st_mtime_ns ==
+               max(q.stat().st_mtime_ns for q in tmp_path.glob("audio-*.npy")))
+    npy.write_bytes(b"garbage")
+    fixed, kept3, _ = cached_audio(ds.clips, ds.root, FeatureConfig(), tmp_path,
+                                   progress=False)
+    assert kept3 == kept and np.array_equal(fixed, pcm)
