@@ -72,14 +72,15 @@ class TrainingData:
             sel = split == name
             self.eval_sets[name] = (self.normalise(clean.features[sel]),
                                     self.dataset.labels([c for c, s in zip(clean.clips, sel) if s]))
-        self.noise = self._noise(data_dirs, config)
-        self.rirs = self._rirs(config) if config.train.rir_prob > 0 else []
+        self.warnings: list[str] = []   # augmentation sources that are missing (train() says)
+        self.noise = self._noise(data_dirs, config, self.warnings)
+        self.rirs = self._rirs(config, self.warnings) if config.train.rir_prob > 0 else []
 
     def normalise(self, features):
         return (features - self.mean) / self.std
 
     @staticmethod
-    def _noise(data_dirs: list[Path], config: Config) -> list[np.ndarray]:
+    def _noise(data_dirs: list[Path], config: Config, warnings: list[str]) -> list[np.ndarray]:
         """The training stretch of each background recording (the same cut as silence crops),
         and the whole of each recording in `train.noise_dirs`."""
         from kws.audio import load_audio
@@ -91,25 +92,26 @@ class TrainingData:
             a = load_audio(f, config.features.sample_rate, None)
             if len(a) * keep > length:
                 out.append(a[:int(len(a) * keep)])
-        for f in _audio_files(config.train.noise_dirs, "train.noise_dirs"):
+        for f in _audio_files(config.train.noise_dirs, "train.noise_dirs", warnings):
             a = load_audio(f, config.features.sample_rate, None)
             if len(a) > length:
                 out.append(a)
         return out
 
     @staticmethod
-    def _rirs(config: Config) -> list[np.ndarray]:
+    def _rirs(config: Config, warnings: list[str]) -> list[np.ndarray]:
         """Room impulse responses, from the direct sound on, scaled to unit energy."""
         from kws.audio import load_audio
 
         out = []
-        for f in _audio_files(config.train.rir_dirs, "train.rir_dirs"):
+        files = _audio_files(config.train.rir_dirs, "train.rir_dirs", warnings)
+        for f in files:
             h = load_audio(f, config.features.sample_rate, None).astype(np.float64)
             h = h[int(np.argmax(np.abs(h))):]
             energy = float(np.sum(h ** 2))
             if energy > 0:
                 out.append(h / math.sqrt(energy))
-        if config.train.rir_prob > 0 and not out:
+        if files and not out:
             raise KwsError(f"train.rir_dirs {list(config.train.rir_dirs)}: no impulse responses")
         return out
 
@@ -122,14 +124,16 @@ class TrainingData:
         return torch.tensor(w, dtype=torch.float32)
 
 
-def _audio_files(folders, key: str) -> list[Path]:
-    """Every WAV/FLAC file under `folders` (recursively), sorted; a missing folder is an error."""
+def _audio_files(folders, key: str, warnings: list[str]) -> list[Path]:
+    """Every WAV/FLAC file under `folders` (recursively), sorted. A missing folder is skipped
+    with a warning (an augmentation source, not the data: training goes on without it)."""
     from kws.dataset import AUDIO_SUFFIXES
 
     files = []
     for d in folders:
         if not Path(d).is_dir():
-            raise KwsError(f"{key}: no folder at {d}")
+            warnings.append(f"{key}: no folder at {d}: training without it")
+            continue
         files += sorted(p for p in Path(d).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     return files
 
@@ -504,6 +508,8 @@ def train(config: Config, run_dir: Path, resume: bool = False, progress=print) -
     data = TrainingData(config, resolve_data(config))
     if data.bad:
         progress(f"skipped {len(data.bad)} unreadable audio file(s); the first: {data.bad[0][1]}")
+    for w in data.warnings:
+        progress(f"warning: {w}")
     trainer = Trainer(config, run_dir, data)
     if resume and trainer.resume():
         progress(f"resumed {run_dir} at epoch {trainer.epoch}")

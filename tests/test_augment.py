@@ -78,3 +78,11 @@ def test_rir_settings_are_checked(tmp_path):
         TrainConfig(rir_prob=0.5)
     with pytest.raises(KwsError, match="train.speed"):
         TrainConfig(speed=(1.2, 0.9))
+
+
+def test_a_missing_augmentation_folder_is_a_warning(sc_mini, tmp_path):
+    cfg = config(sc_mini, tmp_path, rir_dirs=(str(tmp_path / "gone"),),
+                 noise_dirs=(str(tmp_path / "also_gone"),))
+    data = TrainingData(cfg, sc_mini, tmp_path / "cache")
+    assert data.rirs == [] and len(data.warnings) == 2
+    assert all("training without it" in w for w in data.warnings)
