@@ -31,8 +31,8 @@ DATA_HELP = ("a Speech Commands folder (default: the downloaded archive in data/
 
 
 def _data_folders(args) -> list[Path]:
-    """--data (repeatable), else the discovery rule of kws.dataset.find_data."""
-    from kws.dataset import find_data
+    """--data (repeatable), else the discovery rule of kws.data.dataset.find_data."""
+    from kws.data.dataset import find_data
 
     return find_data(args.data)
 
@@ -54,21 +54,21 @@ def _add_data_options(p):
 # --- kws data ------------------------------------------------------------------------------
 
 def cmd_data_download(args):
-    from kws.download import download
+    from kws.data.download import download
 
     folder = download(args.version, args.dest)
     print(f"ready: {folder}")
 
 
 def cmd_data_stats(args):
-    from kws.dataset import format_stats, load_dataset
+    from kws.data.dataset import format_stats, load_dataset
 
     dataset = load_dataset(_data_folders(args), _config(args).data)
     print(format_stats(dataset.stats()))
 
 
 def cmd_data_synth(args):
-    from kws.synth import synthesize_corpus
+    from kws.data.synth import synthesize_corpus
 
     synthesize_corpus(args.out, args.clips, seed=args.seed, workers=args.workers)
 
@@ -78,9 +78,9 @@ def cmd_data_synth(args):
 def cmd_features(args):
     import numpy as np
 
-    from kws.cache import compute_features
-    from kws.dataset import SPLITS, load_dataset
-    from kws.features import norm_stats
+    from kws.frontend.cache import compute_features
+    from kws.data.dataset import SPLITS, load_dataset
+    from kws.frontend.features import norm_stats
 
     config = _config(args)
     dataset = load_dataset(_data_folders(args), config.data)
@@ -109,8 +109,8 @@ def cmd_features(args):
 
 def cmd_train(args):
     from kws.config import load_config
-    from kws.ship import ship
-    from kws.train import train
+    from kws.training.ship import ship
+    from kws.training.train import train
 
     config = load_config(args.config)
     name = args.name or Path(args.config).stem
@@ -132,9 +132,9 @@ def cmd_eval(args):
     import json
 
     from kws.atomic import atomic_open
-    from kws.evaluate import evaluate, format_report
-    from kws.modelfile import load_model
-    from kws.report import write_report
+    from kws.checks.evaluate import evaluate, format_report
+    from kws.quant.modelfile import load_model
+    from kws.checks.report import write_report
 
     model = load_model(args.model)
     args.data = _data_folder(args)
@@ -142,13 +142,13 @@ def cmd_eval(args):
     print(format_report(report))
     device = stream = None
     if args.board:
-        from kws.verify import format_summary, verify
+        from kws.checks.verify import format_summary, verify
         device = verify(model, args.data, board=args.board, boards=args.boards,
                         split=args.split, progress=True)
         print(format_summary(device))
     if args.stream:
-        from kws.streameval import evaluate_stream, format_stream_report
-        from kws.streamgen import StreamSpec
+        from kws.checks.streameval import evaluate_stream, format_stream_report
+        from kws.data.streamgen import StreamSpec
         out = (args.out or Path("reports") / model.name)
         stream = evaluate_stream(model, args.data, StreamSpec(seconds=args.hours * 3600,
                                                               seed=args.seed),
@@ -160,7 +160,7 @@ def cmd_eval(args):
                        "chosen_by": "kws eval --stream (validation speakers' stream)"}, f,
                       indent=1)
     if args.negatives:
-        from kws.streameval import format_negatives_report, negatives_curve
+        from kws.checks.streameval import format_negatives_report, negatives_curve
         report["negatives"] = negatives_curve(model, args.negatives, instances=args.instances)
         print(format_negatives_report(report["negatives"]))
     if args.json:
@@ -175,7 +175,7 @@ def cmd_eval(args):
 
 
 def cmd_sweep(args):
-    from kws.sweep import run_cv, run_sweep
+    from kws.training.sweep import run_cv, run_sweep
 
     if args.folds:
         only = [int(f) for f in args.only_folds.split(",")] if args.only_folds else None
@@ -191,8 +191,8 @@ def cmd_sweep(args):
 # --- kws export / build / flash ---------------------------------------------------------------
 
 def cmd_export(args):
-    from kws.export import export
-    from kws.modelfile import load_model
+    from kws.codegen.export import export
+    from kws.quant.modelfile import load_model
 
     model = load_model(args.model)
     sketch = export(model, args.out, args.name, budget=args.budget)
@@ -200,8 +200,8 @@ def cmd_export(args):
 
 
 def cmd_build(args):
-    from kws.export import build, firmware_size, format_size
-    from kws.modelfile import load_model
+    from kws.codegen.export import build, firmware_size, format_size
+    from kws.quant.modelfile import load_model
 
     model = load_model(args.model)
     fw = build(model, args.board, args.out, args.name, budget=args.budget)
@@ -209,7 +209,7 @@ def cmd_build(args):
 
 
 def cmd_flash(args):
-    from kws.flash import flash
+    from kws.targets.avr.flash import flash
 
     print("flashed: " + " ".join(flash(args.hex, args.board, args.port)))
 
@@ -220,7 +220,7 @@ def cmd_verify(args):
     import json
 
     from kws.atomic import atomic_open
-    from kws.verify import format_summary, verify
+    from kws.checks.verify import format_summary, verify
 
     report = verify(args.model, _data_folder(args), board=args.board, boards=args.boards,
                     split=args.split, max_clips=args.max_clips, baud=args.baud,
@@ -247,10 +247,10 @@ def cmd_verify(args):
 def cmd_stream(args):
     import json
 
-    from kws.board import open_boards
-    from kws.modelfile import load_model
-    from kws.stream import audio_chunks, mic_chunks, padded_wav, stream
-    from kws.windows import Schedule, stored_settings
+    from kws.link.board import open_boards
+    from kws.quant.modelfile import load_model
+    from kws.checks.stream import audio_chunks, mic_chunks, padded_wav, stream
+    from kws.detect.windows import Schedule, stored_settings
 
     model = load_model(args.model)
     cfg = model.features
@@ -290,7 +290,7 @@ def cmd_stream(args):
 # --- kws summary ----------------------------------------------------------------------------
 
 def cmd_summary(args):
-    from kws.demo import summary, write_demo_report
+    from kws.checks.demo import summary, write_demo_report
 
     write_demo_report(args.folder)
     print(summary(args.folder))
@@ -299,7 +299,7 @@ def cmd_summary(args):
 # --- kws bench -------------------------------------------------------------------------------
 
 def cmd_bench(args):
-    from kws.bench import run_benchmarks
+    from kws.checks.bench import run_benchmarks
 
     run_benchmarks(args.out, args.data, args.clips)
 

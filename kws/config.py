@@ -61,17 +61,17 @@ class DataConfig:
     """Which task and which split rule. Percentages follow TensorFlow's speech_commands recipe."""
 
     task: str = "v2-12"            # "v2-12" (10 words + _silence_ + _unknown_) or "35"
-    split: str = "auto"            # "auto", "official" or "speakers": see kws/dataset.py
+    split: str = "auto"            # "auto", "official" or "speakers": see kws/data/dataset.py
     val_pct: float = 10.0          # speaker-hash split for folders without list files
     test_pct: float = 10.0
     silence_pct: float = 10.0      # silence crops made per split, as % of the keyword clips
     unknown_pct: float | None = 10.0  # unknown clips kept per split (subsampled if more); null: all
     seed: int = 0
-    folds: int = 0                 # cross-validation: k speaker folds (0: off; kws/dataset.py)
+    folds: int = 0                 # cross-validation: k speaker folds (0: off; kws/data/dataset.py)
     fold: int = 0                  # ... and which one is this run's `testing` split
 
     def __post_init__(self):
-        from kws.dataset import TASKS  # local: dataset imports this module
+        from kws.data.dataset import TASKS  # local: dataset imports this module
 
         if self.task not in TASKS:
             raise KwsError(f"data.task must be one of {sorted(TASKS)}, not {self.task!r}")
@@ -86,7 +86,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """FastGRNN shape, compression and number formats (see kws/model.py, kws/arith.py)."""
+    """FastGRNN shape, compression and number formats (see kws/training/model.py, kws/quant/arith.py)."""
 
     arch: str = "fastgrnn"         # "fastgrnn" or "gru" (float baseline / teacher)
     hidden: int = 24
@@ -115,7 +115,7 @@ class TrainConfig:
     """The three compression phases of the paper, then quantisation-aware epochs."""
 
     # the folders to train on (one data set, split by speaker across them) when they all
-    # exist; else the downloaded archive, the dev clips, the fallback (kws.dataset.find_data)
+    # exist; else the downloaded archive, the dev clips, the fallback (kws.data.dataset.find_data)
     data: str | tuple[str, ...] = "../shared/data/speech_commands_dev"
     fallback_data: str = "data/synth"
     seed: int = 0

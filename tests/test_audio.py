@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kws.audio import BadAudio, load_audio
+from kws.data.audio import BadAudio, load_audio
 
 SR = 16000
 

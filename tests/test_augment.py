@@ -7,7 +7,7 @@ import torch
 
 from kws.config import Config, ModelConfig, TrainConfig
 from kws.errors import KwsError
-from kws.train import Augmenter, Trainer, TrainingData, reverberate, speed_perturb
+from kws.training.train import Augmenter, Trainer, TrainingData, reverberate, speed_perturb
 
 
 def config(sc_mini, tmp_path, **train):
@@ -52,7 +52,7 @@ def test_augmenter_is_seeded_and_evaluation_is_clean(sc_mini, tmp_path):
     assert a.shape == (6, cfg.features.n_frames, cfg.features.n_mels)
     assert torch.equal(a, b) and not torch.equal(a, c)
     # the validation features are the clean clips', normalised: no augmentation there
-    from kws.cache import compute_features
+    from kws.frontend.cache import compute_features
     clean = compute_features(data.dataset.clips, data.dataset.root, cfg.features,
                              tmp_path / "cache", skip_bad=True)
     split = np.array([cl.split for cl in clean.clips])

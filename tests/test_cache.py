@@ -3,12 +3,12 @@ import os
 import numpy as np
 import pytest
 
-from kws.audio import BadAudio
-from kws.cache import compute_features
+from kws.data.audio import BadAudio
+from kws.frontend.cache import compute_features
 from kws.config import DataConfig, FeatureConfig
-from kws.dataset import load_dataset
-from kws.features import log_mel
-from kws.audio import load_audio
+from kws.data.dataset import load_dataset
+from kws.frontend.features import log_mel
+from kws.data.audio import load_audio
 
 
 def dataset(root):
@@ -77,7 +77,7 @@ def test_skip_bad_shares_the_cache_unless_a_file_was_skipped(sc_mini, tmp_path):
 
 
 def test_training_audio_cache_is_exact_memory_mapped_and_checks_bad_files(sc_mini, tmp_path):
-    from kws.cache import cached_audio, load_clip_audio, to_float
+    from kws.frontend.cache import cached_audio, load_clip_audio, to_float
 
     ds = dataset(sc_mini)
     ref, ref_kept, _ = load_clip_audio(ds.clips, FeatureConfig(), progress=False)

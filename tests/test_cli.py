@@ -69,7 +69,7 @@ def test_corrupt_wav_fails_clearly_or_is_skipped(sc_mini, tmp_path):
 def test_speaker_interval_on_a_hand_made_case():
     import numpy as np
 
-    from kws.evaluate import speaker_interval
+    from kws.checks.evaluate import speaker_interval
 
     # one speaker: every resample is that speaker, so the interval is the point
     assert speaker_interval(np.array([1, 0, 1, 1]), ["a"] * 4) == (0.75, 0.75)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from kws.config import DataConfig
-from kws.dataset import (KEYWORDS, SILENCE, SPLITS, TASKS, UNKNOWN, format_stats, load_dataset,
+from kws.data.dataset import (KEYWORDS, SILENCE, SPLITS, TASKS, UNKNOWN, format_stats, load_dataset,
                          speaker_of, speakers_by_split, which_set)
 from kws.errors import KwsError
 
@@ -137,7 +137,7 @@ def _as_flac_folder(sc_mini, tmp_path, words=("yes", "no", "bed")):
 
 
 def test_several_folders_one_split_flac_read(sc_mini, tmp_path):
-    from kws.audio import load_audio
+    from kws.data.audio import load_audio
 
     extra = _as_flac_folder(sc_mini, tmp_path)
     ds = load_dataset([sc_mini, extra], DataConfig(split="speakers", unknown_pct=None,
@@ -181,8 +181,8 @@ def test_folds_are_speaker_disjoint_deterministic_and_cover_every_speaker(tmp_pa
 
 
 def test_find_data_order(tmp_path, monkeypatch):
-    from kws import dataset as dsmod
-    from kws.dataset import find_data
+    from kws.data import dataset as dsmod
+    from kws.data.dataset import find_data
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(dsmod, "DEV_CLIPS", str(tmp_path / "dev"))

@@ -3,8 +3,8 @@
 import json
 import shutil
 
-from kws.evaluate import evaluate
-from kws.verify import verify
+from kws.checks.evaluate import evaluate
+from kws.checks.verify import verify
 
 
 def test_summary_tells_what_was_trained_on_what_and_how_it_ran(tmp_path, sc_mini):
@@ -13,7 +13,7 @@ def test_summary_tells_what_was_trained_on_what_and_how_it_ran(tmp_path, sc_mini
     last screen names the data, the epochs, the accuracy in context, bit-exactness, cycles,
     flash and RAM, and where the report is."""
     from kws.cli import main
-    from kws.export import firmware_size
+    from kws.codegen.export import firmware_size
 
     demo = tmp_path / "demo"
     shutil.copytree("models/default", demo / "model")
@@ -25,7 +25,7 @@ def test_summary_tells_what_was_trained_on_what_and_how_it_ran(tmp_path, sc_mini
     (run / "config.yaml").write_text("train:\n  epochs_dense: 12\n  epochs_quant: 3\n")
     (run / "metrics.csv").write_text("epoch,loss,seconds\n1,2.0,30\n2,1.5,30\n")
     doc["training"].update(data=str(sc_mini), epochs=15, run_dir=str(run))
-    (demo / "model" / "model.json").write_text(json.dumps(doc))   # only read by kws.demo
+    (demo / "model" / "model.json").write_text(json.dumps(doc))   # only read by kws.checks.demo
     (demo / "eval.json").write_text(json.dumps(evaluate("models/default", sc_mini, "all")))
     r = verify("models/default", sc_mini, board="sim", split="all", max_clips=3)
     (demo / "verify.json").write_text(json.dumps(r))
@@ -36,7 +36,7 @@ def test_summary_tells_what_was_trained_on_what_and_how_it_ran(tmp_path, sc_mini
     size = firmware_size("models/default")
     assert f"flash {size['flash']:,} / " in report      # the one figure, the uno build's
 
-    from kws.demo import summary
+    from kws.checks.demo import summary
     screen = summary(demo)
     assert "synthetic espeak-ng voices only (36 clips, 5 voices" in screen
     assert "15 epochs (12 dense, 3 quantisation-aware), 1.0 min" in screen

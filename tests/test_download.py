@@ -1,4 +1,4 @@
-"""Tests for kws.download against a local HTTP server: no internet needed."""
+"""Tests for kws.data.download against a local HTTP server: no internet needed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kws.download import ARCHIVES, MARKER, Archive, download
+from kws.data.download import ARCHIVES, MARKER, Archive, download
 from kws.errors import KwsError
 
 NAME = "fake_sc.tar.gz"

@@ -1,4 +1,4 @@
-"""A faulty serial line (kws.faultproxy) between the host and a simulated board: at 1 % and
+"""A faulty serial line (kws.link.faultproxy) between the host and a simulated board: at 1 % and
 5 % byte errors `kws verify` accepts no wrong score vector and says how many retries it took;
 a reply lost after the board stepped is answered from its cache (the model steps once); a
 link cut mid-clip or a vanished port stops the run with a one-line error and the results so
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kws import protocol as P
-from kws.board import Board, _consensus, build_sim_firmware, fault_counters, open_boards
+from kws.link import protocol as P
+from kws.link.board import Board, _consensus, build_sim_firmware, fault_counters, open_boards
 from kws.errors import KwsError
-from kws.faultproxy import TO_BOARD, TO_HOST, FaultProxy, Faults, Injector
-from kws.verify import format_summary, verify
+from kws.link.faultproxy import TO_BOARD, TO_HOST, FaultProxy, Faults, Injector
+from kws.checks.verify import format_summary, verify
 from test_protocol import golden
 from test_verify import make_model
 
@@ -161,7 +161,7 @@ def test_confirm_reruns_a_clip_whose_runs_disagree_or_lose_the_step_count(sim, m
     shows it."""
     import dataclasses
 
-    from kws.board import StateError
+    from kws.link.board import StateError
 
     model, fw = sim
     infer, calls = Board.infer, []
@@ -271,11 +271,11 @@ def test_link_cut_mid_clip_stops_with_a_clear_error_and_the_results_so_far(sim):
 @needs_avr
 def test_cli_link_cut_exits_nonzero_and_writes_the_json_so_far(sim, tmp_path, monkeypatch,
                                                                capsys):
-    import kws.board
+    import kws.link.board
     from kws.cli import main
 
     model, fw = sim
-    monkeypatch.setattr(kws.board, "build_sim_firmware", lambda *a, **k: fw)
+    monkeypatch.setattr(kws.link.board, "build_sim_firmware", lambda *a, **k: fw)
     out = tmp_path / "out"
     out.mkdir()
     # 1 % byte errors, each clip run twice: ~24,000 bytes a clip; cut in the 4th

@@ -2,9 +2,9 @@ import librosa
 import numpy as np
 import pytest
 
-from kws.audio import load_audio
+from kws.data.audio import load_audio
 from kws.config import FeatureConfig
-from kws.features import BATCH_TOLERANCE, hann, log_mel, log_mel_batch, mel_matrix, norm_stats
+from kws.frontend.features import BATCH_TOLERANCE, hann, log_mel, log_mel_batch, mel_matrix, norm_stats
 
 CFG = FeatureConfig()
 

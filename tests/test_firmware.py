@@ -1,5 +1,5 @@
 """The firmware: the C kernel against the integer reference (host, golden vectors), the
-generated sketch (kws.export), its AVR build (model bytes in the ELF) and the protocol
+generated sketch (kws.codegen.export), its AVR build (model bytes in the ELF) and the protocol
 firmware on the simulated board (scores bit for bit over the serial protocol, cycles per
 frame from Timer1 against the simulator's GPIOR0 stamps, stack)."""
 
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from kws.board import Board
+from kws.link.board import Board
 from kws.config import FeatureConfig
 from kws.errors import KwsError
-from kws.export import (KERNEL_FILES, PROTO_FILES, check_budget, clip_frames, export,
+from kws.codegen.export import (KERNEL_FILES, PROTO_FILES, check_budget, clip_frames, export,
                         hash_bytes, model_header, model_symbol_sizes)
-from kws.modelfile import load_model, save_model
-from kws.simboard import REPO, SimBoard, ensure_built
+from kws.quant.modelfile import load_model, save_model
+from kws.targets.avr.simboard import REPO, SimBoard, ensure_built
 
 KERNEL = REPO / "firmware" / "kws"
 TESTS = REPO / "firmware" / "tests"
@@ -199,8 +199,8 @@ def test_empty_sparse_matrix_is_not_an_empty_c_array():
 
 def clip_model(tmp_path, im, name="clips"):
     """A model folder whose normalisation is the fixture clips' own, and 3 clips' frames."""
-    from kws.audio import load_audio
-    from kws.features import log_mel
+    from kws.data.audio import load_audio
+    from kws.frontend.features import log_mel
 
     feats = np.stack([log_mel(load_audio(p)) for p in CLIPS])
     mean, std = feats.reshape(-1, 32).mean(0), feats.reshape(-1, 32).std(0) + 1e-3
@@ -357,7 +357,7 @@ class FakePort:
 
 
 def test_avrdude_command_per_board(tmp_path):
-    from kws.flash import avrdude_command
+    from kws.targets.avr.flash import avrdude_command
 
     cmd = avrdude_command("fw.hex", "/dev/ttyACM0", "uno")
     assert cmd == ["avrdude", "-C", "/etc/avrdude.conf", "-p", "atmega328p", "-c", "arduino",
@@ -368,7 +368,7 @@ def test_avrdude_command_per_board(tmp_path):
 
 
 def test_find_port_by_usb_ids():
-    from kws.flash import find_port
+    from kws.targets.avr.flash import find_port
 
     uno = FakePort("/dev/ttyACM0", 0x2341, 0x0043, "Arduino Uno")
     clone = FakePort("/dev/ttyUSB0", 0x1A86, 0x7523, "USB2.0-Serial")
@@ -382,7 +382,7 @@ def test_find_port_by_usb_ids():
 
 
 def test_flash_dry_run_and_missing_hex(tmp_path):
-    from kws.flash import flash
+    from kws.targets.avr.flash import flash
 
     hexfile = tmp_path / "a.hex"
     hexfile.write_text(":00000001FF\n")
@@ -398,7 +398,7 @@ def _exp_model(seed, exps, zeta, nu, hidden=24, rank_w=6, rank_u=6, n_classes=12
     """A dense int8 model with full-range random weights and chosen exponents (shifts):
     tw = eW1 - 6, tu = eU1 + 3, pw = eW2 - 3, pu = eU2 - 3, bz/bc = e - 14,
     bcls = e_bcls - e_Wc - 14."""
-    from kws.intmodel import IntModel
+    from kws.quant.intmodel import IntModel
 
     rng = np.random.default_rng(seed)
     shapes = {"W1": (rank_w, 32), "W2": (hidden, rank_w), "U1": (rank_u, hidden),
@@ -422,7 +422,7 @@ def _fits24(im):
 
 def _pre_plus_one(im, x):
     """pre + ONE of every unit and frame (what the gate's saturation to +-2^22 sees)."""
-    from kws.arith import rshift_round, sat
+    from kws.quant.arith import rshift_round, sat
 
     a, s = im.arrays, im.shifts()
     _, h = im.run(x, return_state=True)

@@ -16,10 +16,10 @@ import time
 import numpy as np
 import pytest
 
-from kws.board import Board
+from kws.link.board import Board
 from kws.errors import KwsError
-from kws.flash import avrdude_command, avrdude_counts, flash, flash_sim
-from kws.simboard import (DEBIAN_OPTIBOOT_DIR, DEBIAN_OPTIBOOT_HEX, REPO, UNO_BOOT_START,
+from kws.targets.avr.flash import avrdude_command, avrdude_counts, flash, flash_sim
+from kws.targets.avr.simboard import (DEBIAN_OPTIBOOT_DIR, DEBIAN_OPTIBOOT_HEX, REPO, UNO_BOOT_START,
                           SimBoard, bootloader_problem, ensure_built, hex_image, optiboot_hex,
                           read_ihex)
 
@@ -36,8 +36,8 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """The protocol sketch for models/default, as `kws build --board uno` makes it."""
-    from kws.export import build
-    from kws.modelfile import load_model
+    from kws.codegen.export import build
+    from kws.quant.modelfile import load_model
 
     model = load_model(MODEL)
     fw = build(model, "uno", tmp_path_factory.mktemp("fw"), sim=True)

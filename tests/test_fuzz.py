@@ -6,7 +6,7 @@ as the board does, with the harness's own model of PROTOCOL.md checking every re
 
 Here: the committed corpus as a regression suite (-runs=0), a bounded fuzzing run of
 KWS_FUZZ_SECONDS (default 60) split over the three configurations (each with a LISTEN
-schedule), the seed corpus in step with kws.protocol's encoder, and deliberately broken copies
+schedule), the seed corpus in step with kws.link.protocol's encoder, and deliberately broken copies
 of kws_proto.c and kws_stream.c that the harness must catch. `make fuzz FUZZ_SECONDS=...` runs longer. Everything built or written
 goes to build/fuzz/ (and the pytest temporary folder).
 """
@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-from kws.simboard import REPO
+from kws.targets.avr.simboard import REPO
 
 FUZZ = REPO / "firmware" / "fuzz"
 CORPUS = FUZZ / "corpus"
@@ -83,7 +83,7 @@ def _clean(rc, out, what):
 
 
 def test_seed_corpus_is_kws_protocol_encoder_output():
-    """The committed seeds are what firmware/fuzz/seeds.py writes from kws.protocol today."""
+    """The committed seeds are what firmware/fuzz/seeds.py writes from kws.link.protocol today."""
     r = subprocess.run([sys.executable, str(FUZZ / "seeds.py"), "--check", str(CORPUS)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -96,9 +96,9 @@ def test_every_configuration_fuzzes_listen():
     clip), the others end windows every few frames."""
     import importlib.util
 
-    from kws.export import listen_schedule
-    from kws.modelfile import load_model
-    from kws.windows import Schedule
+    from kws.codegen.export import listen_schedule
+    from kws.quant.modelfile import load_model
+    from kws.detect.windows import Schedule
 
     spec = importlib.util.spec_from_file_location("kws_fuzz_models", FUZZ / "models.py")
     models = importlib.util.module_from_spec(spec)

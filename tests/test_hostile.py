@@ -22,10 +22,10 @@ import torch
 
 from kws.cli import main
 from kws.config import FeatureConfig
-from kws.dataset import TASKS
-from kws.intmodel import from_torch
-from kws.model import FastGRNN
-from kws.modelfile import load_model, save_model
+from kws.data.dataset import TASKS
+from kws.quant.intmodel import from_torch
+from kws.training.model import FastGRNN
+from kws.quant.modelfile import load_model, save_model
 
 FEATURES = FeatureConfig(hop_length=320)   # half the frames of the default: faster tests
 
@@ -105,7 +105,7 @@ def test_tampered_model_json_names_both_hashes(capsys, work, model):
     stored = doc["hash"]
     doc["integer"]["arrays"]["W1"][0][0] += 1          # one weight changed, hash left as was
     path.write_text(json.dumps(doc))
-    from kws.modelfile import model_hash
+    from kws.quant.modelfile import model_hash
     actual = model_hash(doc["integer"])
     code, _, err = kws(capsys, "export", "--model", model, "--out", work / "sketch")
     one_line_error(code, err, path, "hash mismatch", stored[:16], actual[:16])
@@ -217,10 +217,10 @@ def test_build_of_a_model_over_the_boards_flash(capsys, work):
 
 def test_build_whose_firmware_overflows_flash_removes_the_hex(capsys, work, model, monkeypatch):
     """A firmware that links but is over the board's flash: the size report decides."""
-    from kws import simboard
-    from kws.simboard import Firmware
+    from kws.targets.avr import simboard
+    from kws.targets.avr.simboard import Firmware
 
-    monkeypatch.setattr("kws.export.board_flash", lambda board: 32256)
+    monkeypatch.setattr("kws.codegen.export.board_flash", lambda board: 32256)
 
     def fake_build(sketch, build, board="uno", sim=True):
         Path(build).mkdir(parents=True)

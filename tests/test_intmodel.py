@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from kws.arith import rshift_round
+from kws.quant.arith import rshift_round
 from kws.errors import KwsError
-from kws.intmodel import IntModel, from_torch, pack_values, quantize_features
-from kws.model import FastGRNN
+from kws.quant.intmodel import IntModel, from_torch, pack_values, quantize_features
+from kws.training.model import FastGRNN
 
 
 def random_model(seed, bits=8, hidden=16, rank_w=5, rank_u=4, density=None):

@@ -1,6 +1,6 @@
 """The serial protocol (firmware/PROTOCOL.md): the firmware's frame decoder and dispatcher
 compiled on the host (firmware/protocol/test_proto.c, under the sanitizers), and the host
-side (kws.protocol): CRC-16, COBS, frames, the stream reader, payloads."""
+side (kws.link.protocol): CRC-16, COBS, frames, the stream reader, payloads."""
 
 import importlib.util
 import random
@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kws import protocol as P
-from kws.dataset import TASKS
+from kws.link import protocol as P
+from kws.data.dataset import TASKS
 from kws.errors import KwsError
-from kws.export import model_header
-from kws.simboard import REPO
+from kws.codegen.export import model_header
+from kws.targets.avr.simboard import REPO
 
 PROTO = REPO / "firmware" / "protocol"
 KERNEL = REPO / "firmware" / "kws"

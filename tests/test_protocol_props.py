@@ -1,4 +1,4 @@
-"""Properties of the host side of the serial protocol (kws.protocol, firmware/PROTOCOL.md),
+"""Properties of the host side of the serial protocol (kws.link.protocol, firmware/PROTOCOL.md),
 with hypothesis and, where the space is small enough, exhaustively:
 
 - COBS: decode(encode(x)) == x for any bytes, no 0x00 in the encoding, at most one byte
@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kws import protocol as P
+from kws.link import protocol as P
 
 MAX_FRAME = P.OVERHEAD + P.MAX_PAYLOAD  # 260 bytes
 FAST = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,4 @@
-"""The AVR build (firmware/avr.mk) and the simulated board (kws-sim + kws.simboard)."""
+"""The AVR build (firmware/avr.mk) and the simulated board (kws-sim + kws.targets.avr.simboard)."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ import pytest
 import serial
 
 from kws.errors import KwsError
-from kws.simboard import REPO, SimBoard, board_info, elf_size, ensure_built
+from kws.targets.avr.simboard import REPO, SimBoard, board_info, elf_size, ensure_built
 
 ECHO = REPO / "firmware" / "examples" / "echo"
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kws.audio import load_audio, write_wav
+from kws.data.audio import load_audio, write_wav
 from kws.config import FeatureConfig
-from kws.features import log_mel
-from kws.stream import Detector, FrameMaker, stream, wav_chunks
+from kws.frontend.features import log_mel
+from kws.checks.stream import Detector, FrameMaker, stream, wav_chunks
 from tests.conftest import SC_MINI
 
 CFG = FeatureConfig(hop_length=320)
@@ -63,10 +63,10 @@ def test_three_keywords_in_noise_are_detected_on_the_board_at_their_times(tmp_pa
     """A WAV of three keywords separated by noise, streamed through the simulated board's
     LISTEN schedule: the board detects exactly these words, each inside the windows that
     hold it, the Python model beside it agrees, and every window is bit-exact."""
-    from kws.board import open_boards
-    from kws.modelfile import load_model
-    from kws.streamgen import voiced_span
-    from kws.windows import Schedule
+    from kws.link.board import open_boards
+    from kws.quant.modelfile import load_model
+    from kws.data.streamgen import voiced_span
+    from kws.detect.windows import Schedule
 
     model = load_model("models/default")
     words = ("yes", "go", "stop")
@@ -107,8 +107,8 @@ def test_three_keywords_in_noise_are_detected_on_the_board_at_their_times(tmp_pa
 def test_tail_silence_lets_every_window_that_starts_in_the_audio_end(instances):
     """`kws stream --wav` pads the file: every window that starts while the audio lasts ends
     (so the last word gets all its windows), even for a file shorter than one window."""
-    from kws.stream import tail_silence
-    from kws.windows import Schedule
+    from kws.checks.stream import tail_silence
+    from kws.detect.windows import Schedule
 
     schedule = Schedule(period=50, instances=instances, pool=3)
     for n in [0, 1, 399, 400, 401, 4000, 15999, 16000, 16001, 16080, 16400, 24321, 160000]:
@@ -127,7 +127,7 @@ def test_a_wav_shorter_than_a_window_still_gets_a_verdict(tmp_path):
     import subprocess
     import sys
 
-    from kws.modelfile import load_model
+    from kws.quant.modelfile import load_model
 
     model = load_model("models/default")
     clip = _correct_clips(model, ["yes"])["yes"]

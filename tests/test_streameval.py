@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from kws.errors import KwsError
-from kws.streameval import choose_operating_point, score_detections
-from kws.streamgen import Event, StreamSpec, make_stream, voiced_span
-from kws.windows import Schedule, WindowRunner, run_windows
-from kws.intmodel import from_torch
+from kws.checks.streameval import choose_operating_point, score_detections
+from kws.data.streamgen import Event, StreamSpec, make_stream, voiced_span
+from kws.detect.windows import Schedule, WindowRunner, run_windows
+from kws.quant.intmodel import from_torch
 from tests.test_intmodel import random_model
 
 SR = 16000
@@ -128,9 +128,9 @@ def test_false_accepts_on_negative_audio(tmp_path):
     length plus the gaps."""
     import soundfile as sf
 
-    from kws.audio import load_audio
-    from kws.modelfile import load_model
-    from kws.streameval import negative_files, negatives_curve
+    from kws.data.audio import load_audio
+    from kws.quant.modelfile import load_model
+    from kws.checks.streameval import negative_files, negatives_curve
     from tests.conftest import SC_MINI
 
     folder = tmp_path / "neg" / "speech"

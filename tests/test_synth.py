@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from kws import espeak
-from kws.dataset import which_set as split_of_speaker
+from kws.data import espeak
+from kws.data.dataset import which_set as split_of_speaker
 from kws.errors import KwsError
-from kws.synth import (BABBLE_SENTENCES, KEYWORDS, OTHER_WORDS, WORDS, synthesize_corpus,
+from kws.data.synth import (BABBLE_SENTENCES, KEYWORDS, OTHER_WORDS, WORDS, synthesize_corpus,
                        word_counts)
 
 N_CLIPS = 120
@@ -149,7 +149,7 @@ def test_espeak_output_does_not_depend_on_earlier_calls():
 @pytest.mark.skipif(multiprocessing.get_start_method() != "fork",
                     reason="workers see the monkeypatch only when forked")
 def test_a_crashing_worker_raises_instead_of_hanging(tmp_path, monkeypatch):
-    monkeypatch.setattr("kws.synth.render_clip",
+    monkeypatch.setattr("kws.data.synth.render_clip",
                         lambda *args: os.kill(os.getpid(), signal.SIGKILL))
     with pytest.raises(KwsError, match="worker died"):
         synthesize_corpus(tmp_path, len(WORDS), progress=False)

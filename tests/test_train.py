@@ -8,10 +8,10 @@ import torch
 
 from kws.config import Config, ModelConfig, TrainConfig
 from kws.errors import KwsError
-from kws.model import FACTORS, FastGRNN
-from kws.modelfile import load_model
-from kws.ship import ship
-from kws.train import Trainer, TrainingData, train
+from kws.training.model import FACTORS, FastGRNN
+from kws.quant.modelfile import load_model
+from kws.training.ship import ship
+from kws.training.train import Trainer, TrainingData, train
 
 
 def tiny_config(sc_mini, **train_overrides) -> Config:
@@ -71,7 +71,7 @@ def test_same_seed_same_model_and_resume_continues(sc_mini, tmp_path):
     assert ship(b, config, "b", tmp_path / "mb")["hash"] == ha
 
     # interrupt after 3 epochs (as Ctrl-C would, checkpoint kept), then --resume
-    import kws.train as kt
+    import kws.training.train as kt
     calls = {"n": 0}
     real = kt.Trainer.run_epoch
 
@@ -143,7 +143,7 @@ def test_model_file_errors(shipped, tmp_path):
 
 
 def test_eval_reports_the_agreed_keys(shipped, sc_mini):
-    from kws.evaluate import evaluate
+    from kws.checks.evaluate import evaluate
     r = evaluate(shipped, sc_mini, split="all")
     for key in ("n_clips", "accuracy_float", "accuracy_int", "model_bytes",
                 "per_class_accuracy", "confusion_matrix"):

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kws import protocol as P
-from kws.board import build_sim_firmware, open_boards
+from kws.link import protocol as P
+from kws.link.board import build_sim_firmware, open_boards
 from kws.config import FeatureConfig
-from kws.dataset import TASKS
+from kws.data.dataset import TASKS
 from kws.errors import KwsError
-from kws.modelfile import load_model, save_model
-from kws.verify import format_summary, verify
+from kws.quant.modelfile import load_model, save_model
+from kws.checks.verify import format_summary, verify
 from test_protocol import golden
 
 SC_MINI = Path(__file__).parent / "fixtures" / "sc_mini"
@@ -28,8 +28,8 @@ pytestmark = pytest.mark.skipif(shutil.which("avr-gcc") is None, reason="avr-gcc
 
 def make_model(folder, seed=0):
     """A random v2-12 model (20 ms frames, 49 per clip) normalised on the fixture clips."""
-    from kws.audio import load_audio
-    from kws.features import log_mel
+    from kws.data.audio import load_audio
+    from kws.frontend.features import log_mel
 
     cfg = FeatureConfig(hop_length=320)
     feats = np.stack([log_mel(load_audio(p), cfg) for p in CLIPS[::4]]).reshape(-1, 32)
@@ -141,7 +141,7 @@ def test_board_that_does_not_answer(tmp_path):
 
     master, slave = pty.openpty()
     try:
-        from kws.board import Board
+        from kws.link.board import Board
 
         with pytest.raises(KwsError, match=r"no valid reply .* after 2 tries.*57600 baud"):
             Board(os.ttyname(slave), 57600, timeout=0.2, retries=1).open()
@@ -153,7 +153,7 @@ def test_board_that_does_not_answer(tmp_path):
 def test_link_cut_mid_clip_stops_with_the_results_so_far(sim, monkeypatch):
     """The simulated board dies in the middle of the third clip: a clear error, the two
     finished clips kept and compared."""
-    from kws.board import Board
+    from kws.link.board import Board
 
     model, fw = sim
     infer, calls = Board.infer, []

@@ -19,7 +19,7 @@
  *  - the reply the spec asks for, byte for byte: link errors (codes 1-5, the seq and type
  *    as received), IDENTIFY's fields (capability bit 3 with LISTEN), INFER's t, cycles and
  *    scores (a second kws_state stepped here with kws_step), LISTEN's ended, pos, cycles and
- *    pooled scores (the schedule written again here from PROTOCOL.md and kws/windows.py's
+ *    pooled scores (the schedule written again here from PROTOCOL.md and kws/detect/windows.py's
  *    WindowRunner: K kws_state copies, a frame counter, int64 pooled sums), STATS's
  *    counters, ERROR 6 and 7 for bad requests;
  *  - LISTEN's state is its own: INFER and RESET leave it alone, LISTEN leaves INFER's state
@@ -172,7 +172,7 @@ static size_t ref_cobs_encode(const uint8_t *in, size_t n, uint8_t *out)
 /* ---- what the firmware should be doing --------------------------------------------------- */
 
 #ifdef REF_LISTEN
-/* LISTEN's schedule as PROTOCOL.md and kws/windows.py (WindowRunner) state it: frame t since
+/* LISTEN's schedule as PROTOCOL.md and kws/detect/windows.py (WindowRunner) state it: frame t since
  * listening (re)started; window j covers frames [j S, j S + P) on instance j mod K, which is
  * reset when it starts; a window's output is the sum of its last `pool` frames' scores. */
 typedef struct {

@@ -2,8 +2,8 @@
 this into build/).
 
     .venv/bin/python firmware/fuzz/models.py OUT_DIR
-        OUT_DIR/<model>/model_data.h            (kws.export.model_header)
-        OUT_DIR/config/<config>/kws_config.h     (kws.export.config_header)
+        OUT_DIR/<model>/model_data.h            (kws.codegen.export.model_header)
+        OUT_DIR/config/<config>/kws_config.h     (kws.codegen.export.config_header)
 
 Models:
   shipped   models/default exactly as `kws export` writes it (its name, hash and classes):
@@ -17,7 +17,7 @@ Models:
 Configurations: every one compiles LISTEN (a KWS_STREAM_* schedule in its kws_config.h,
 written by the same config_header as a sketch's):
   shipped   models/default, 1 frame per INFER, the schedule `kws export` builds the sketch with
-            (kws.export.listen_schedule: Schedule.for_model(model, 2): P 50, K 2, pool 5)
+            (kws.codegen.export.listen_schedule: Schedule.for_model(model, 2): P 50, K 2, pool 5)
   frames4   models/default, 4 frames per INFER, P 3, K 1, pool 3: one instance restarted
             every 3 frames, every frame pooled
   names35   names35, 1 frame per INFER, P 6, K 3, pool 4: a window ends every 2 frames, the
@@ -34,10 +34,10 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from kws.dataset import TASKS  # noqa: E402
-from kws.export import config_header, listen_schedule, model_header  # noqa: E402
-from kws.modelfile import load_model  # noqa: E402
-from kws.windows import Schedule  # noqa: E402
+from kws.data.dataset import TASKS  # noqa: E402
+from kws.codegen.export import config_header, listen_schedule, model_header  # noqa: E402
+from kws.quant.modelfile import load_model  # noqa: E402
+from kws.detect.windows import Schedule  # noqa: E402
 
 
 def _golden():

@@ -1,4 +1,4 @@
-"""The fuzzer's seed corpus: what a host sends a board, from kws.protocol's own encoder, so
+"""The fuzzer's seed corpus: what a host sends a board, from kws.link.protocol's own encoder, so
 the firmware's decoder and the host's encoder are fuzzed from the same bytes.
 
     .venv/bin/python firmware/fuzz/seeds.py firmware/fuzz/corpus          # (re)write seed-*.bin
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from kws import protocol as P  # noqa: E402
+from kws.link import protocol as P  # noqa: E402
 
 N_IN = 32
 

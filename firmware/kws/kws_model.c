@@ -1,5 +1,5 @@
 /*
- * kws_model.c: one FastGRNN step, exactly kws/arith.py (the NumPy reference IntModel.run).
+ * kws_model.c: one FastGRNN step, exactly kws/quant/arith.py (the NumPy reference IntModel.run).
  *
  *   tw  = sat16(rsr(W1 . x, TW))          t = the low-rank intermediates, Q11
  *   tu  = sat16(rsr(U1 . h, TU))
@@ -60,7 +60,7 @@
 #error "KWS_WEIGHT_BITS must be 8 or 4"
 #endif
 #if KWS_QH != 14 || KWS_QA != 11
-#error "this kernel is written for QH = 14 and QA = 11 (kws/arith.py)"
+#error "this kernel is written for QH = 14 and QA = 11 (kws/quant/arith.py)"
 #endif
 #if KWS_N_IN < 1 || KWS_HIDDEN < 1 || KWS_RANK_W < 1 || KWS_RANK_U < 1 || KWS_N_CLASSES < 1
 #error "every dimension must be at least 1"
@@ -87,7 +87,7 @@ typedef uint16_t kws_idx;
 typedef uint8_t kws_idx;
 #endif
 
-/* ---- the two primitives of kws/arith.py ----------------------------------------------------- */
+/* ---- the two primitives of kws/quant/arith.py ----------------------------------------------------- */
 
 /* v >> s for a constant s >= 0, arithmetic. On AVR, gcc shifts an int32 by a constant other
  * than 8, 16, 24 with a loop of ~6 cycles a bit; moving whole bytes first (the empty asm

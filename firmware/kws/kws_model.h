@@ -4,7 +4,7 @@
  * Portable C99: no floats, no malloc, no Arduino headers. The same file runs on the host
  * (golden-vector tests), on the ATmega328P (weights in PROGMEM) and on Cortex-M. The model
  * (shapes, formats, shifts, arrays) comes from the generated "model_data.h" (kws.export);
- * the arithmetic is kws/arith.py's, bit for bit (see kws_model.c).
+ * the arithmetic is kws/quant/arith.py's, bit for bit (see kws_model.c).
  *
  *   kws_state s;
  *   kws_reset(&s);                      // h = 0

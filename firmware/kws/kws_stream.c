@@ -1,4 +1,4 @@
-/* kws_stream.c: the listening schedule (see kws_stream.h and kws/windows.py). */
+/* kws_stream.c: the listening schedule (see kws_stream.h and kws/detect/windows.py). */
 #include "kws_stream.h"
 
 void kws_stream_reset(kws_stream *s)

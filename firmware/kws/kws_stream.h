@@ -1,5 +1,5 @@
 /*
- * kws_stream.h: the listening schedule of an endless stream (kws/windows.py, bit for bit).
+ * kws_stream.h: the listening schedule of an endless stream (kws/detect/windows.py, bit for bit).
  *
  * The model was trained on one-clip sequences that start from h = 0, so the board listens in
  * windows of that length: KWS_STREAM_INSTANCES copies of the state run side by side, staggered

@@ -1,6 +1,6 @@
 """Golden vectors for the host C test of the kernel (firmware/tests/test_kernel.c).
 
-For each case, a folder with the model's generated `model_data.h` (kws.export.model_header)
+For each case, a folder with the model's generated `model_data.h` (kws.codegen.export.model_header)
 and `golden.bin`: the inputs and the integer reference's outputs (`IntModel.run`: every
 frame's state and scores). The host-compiled kernel must reproduce every value.
 
@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from kws.arith import rshift_round, sat  # noqa: E402
-from kws.export import model_header  # noqa: E402
-from kws.intmodel import IntModel, from_torch  # noqa: E402
+from kws.quant.arith import rshift_round, sat  # noqa: E402
+from kws.codegen.export import model_header  # noqa: E402
+from kws.quant.intmodel import IntModel, from_torch  # noqa: E402
 
 
 def random_model(seed: int, bits: int = 8, hidden: int = 24, rank_w: int = 6, rank_u: int = 6,
@@ -34,7 +34,7 @@ def random_model(seed: int, bits: int = 8, hidden: int = 24, rank_w: int = 6, ra
                  n_in: int = 32) -> IntModel:
     import torch
 
-    from kws.model import FastGRNN
+    from kws.training.model import FastGRNN
 
     torch.manual_seed(seed)
     m = FastGRNN(n_in, hidden, rank_w, rank_u, n_classes, weight_bits=bits)
@@ -85,7 +85,7 @@ def inputs(seed: int, n_in: int, n_seq: int = 3, n_frames: int = 60) -> np.ndarr
 
 
 def shipped_models() -> list[tuple[str, IntModel]]:
-    from kws.modelfile import load_model
+    from kws.quant.modelfile import load_model
 
     out = []
     for f in sorted((REPO / "models").glob("*/model.json")):

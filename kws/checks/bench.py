@@ -1,0 +1,219 @@
+"""`make bench`: measure, then write bench/results.json and a table in bench/README.md.
+
+Each stage of the pipeline adds its entries here. An entry records the value, its unit, the
+command that measured it and the config, so every figure quoted in a note can be reproduced.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kws.atomic import atomic_open
+from kws.config import FeatureConfig
+from kws.errors import KwsError
+
+DEV_DATA = Path("../shared/data/speech_commands_dev")
+SYNTH_DATA = Path("data/synth")
+MODEL = Path("models/default")
+
+
+def default_bench_data() -> Path:
+    for candidate in (DEV_DATA, SYNTH_DATA):
+        if candidate.is_dir():
+            return candidate
+    raise KwsError(f"no clips to benchmark: neither {DEV_DATA} nor {SYNTH_DATA} exists "
+                   "(run `make demo` to make the synthetic corpus, or pass --data)")
+
+
+def _best_time(fn, repeats: int = 3) -> float:
+    """The fastest of a few runs: the least disturbed by whatever else the machine does."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def bench_features(data: Path, n_clips: int, cfg: FeatureConfig) -> dict:
+    """Clips/s of the batched torch path (all cores, and one) and of a per-clip librosa loop
+    (one core) on the same audio, best of three runs each."""
+    import librosa
+    import torch
+
+    from kws.frontend.cache import load_clip_audio
+    from kws.data.dataset import load_dataset
+    from kws.frontend.features import log_mel_batch
+
+    clips = load_dataset(data).clips
+    step = max(1, len(clips) // n_clips)
+    audio, _, _ = load_clip_audio(clips[::step][:n_clips], cfg, skip_bad=True, progress=False)
+    margin = (cfg.n_fft - cfg.win_length) // 2
+
+    def librosa_loop():
+        for clip in audio:
+            mel = librosa.feature.melspectrogram(
+                y=np.pad(clip, margin), sr=cfg.sample_rate, n_fft=cfg.n_fft,
+                hop_length=cfg.hop_length, win_length=cfg.win_length, window="hann",
+                center=False, power=2.0, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax,
+                htk=True, norm=None)
+            np.log(np.maximum(mel, cfg.log_floor))
+
+    threads = torch.get_num_threads()
+    batched_all = _best_time(lambda: log_mel_batch(audio, cfg))
+    torch.set_num_threads(1)
+    batched_one = _best_time(lambda: log_mel_batch(audio, cfg))
+    torch.set_num_threads(threads)
+    looped = _best_time(librosa_loop)
+
+    n = len(audio)
+    command = f"kws bench --data {data} --clips {n_clips}"
+    what = f"{n} clips, hop {cfg.hop_length}, best of 3"
+    return {
+        "feature_clips_per_s_batched": _entry(n / batched_all, "clips/s", command,
+                                              f"torch.stft batches, {threads} threads; {what}"),
+        "feature_clips_per_s_batched_1_thread": _entry(n / batched_one, "clips/s", command,
+                                                       f"torch.stft batches, 1 thread; {what}"),
+        "feature_clips_per_s_librosa": _entry(n / looped, "clips/s", command,
+                                              f"librosa melspectrogram per clip; {what}"),
+        "feature_throughput_ratio": _entry(looped / batched_all, "x", command,
+                                           "batched (all threads) / librosa loop"),
+        "feature_throughput_ratio_1_thread": _entry(looped / batched_one, "x", command,
+                                                    "batched (1 thread) / librosa loop"),
+    }
+
+
+def bench_model(model: Path, data: Path, max_clips: int = 200) -> dict:
+    """The shipped model on the simulated board: bytes, cycles per frame and per MAC, and the
+    harness throughput with one and two simulated boards (every frame compared, 0 mismatches)."""
+    from kws.quant.modelfile import load_model
+    from kws.checks.verify import verify
+
+    shipped = load_model(model)
+    out = {"model_bytes": _entry(shipped.n_bytes, "bytes", f"kws eval --model {model}",
+                                 "every array the firmware stores (= ELF symbol sizes)")}
+    for n in (1, 2):
+        r = verify(model, data, board="sim", boards=n, max_clips=max_clips,
+                   cache_dir=Path("data/cache"))
+        if r["mismatched_frames"] or not r["complete"]:
+            raise KwsError(f"bench: verify on {n} board(s) failed: "
+                           f"{r['error'] or r['first_mismatch']}")
+        cmd = (f"kws verify --model {model} --data {data} --board sim --boards {n} "
+               f"--max-clips {max_clips}")
+        out[f"harness_frames_per_s_{n}_boards"] = _entry(
+            r["frames_per_second"], "frames/s", cmd, f"{r['frames']} frames, 0 mismatches")
+    fw = r.get("firmware") or {}   # kws.codegen.export.firmware_size: the uno build a user flashes
+    if fw.get("flash") is not None:
+        out["device_flash"] = _entry(fw["flash"], "bytes", cmd,
+                                     f".text + .data of the {fw['board']} build (kws build)")
+    if fw.get("ram") is not None and r.get("stack_peak") is not None:
+        out["device_ram_static"] = _entry(fw["ram"], "bytes", cmd,
+                                          f".data + .bss of the {fw['board']} build (kws build)")
+        out["device_stack_peak"] = _entry(r["stack_peak"], "bytes", cmd,
+                                          "painted-stack high-water mark after the run")
+        out["device_ram_total"] = _entry(fw["ram"] + r["stack_peak"], "bytes", cmd,
+                                         "static RAM + peak stack (budget 1,024)")
+    cycles = r["cycles_per_frame"]["median"]
+    macs = shipped.int_model.macs_per_frame()
+    out["device_cycles_per_frame"] = _entry(
+        cycles, "cycles", cmd, "Timer1 around kws_step, simulated ATmega328P at 16 MHz, median")
+    out["device_cycles_per_mac"] = _entry(cycles / macs, "cycles", cmd,
+                                          f"median cycles / {macs} stored weights")
+    return out
+
+
+def bench_accuracy(model: Path, data: Path) -> dict:
+    """Held-out accuracy (float, integer), the integer reference's speed, the streaming
+    figures (1 h seeded stream) and the recorded training time of the shipped model."""
+    import csv
+
+    from kws.checks.evaluate import evaluate
+    from kws.quant.modelfile import load_model
+    from kws.checks.streameval import evaluate_stream
+    from kws.data.streamgen import StreamSpec
+
+    shipped = load_model(model)
+    cmd = f"kws eval --model {model} --data {data}"
+    r = evaluate(model, data)
+    out = {"accuracy_int_heldout": _entry(r["accuracy_int"], "fraction", cmd,
+                                          f"{r['n_clips']} held-out clips ({r['split_rule']})"),
+           "accuracy_float_heldout": _entry(r["accuracy_float"], "fraction", cmd,
+                                            f"the same {r['n_clips']} clips, float model")}
+    x = np.random.default_rng(0).integers(-128, 128, (1000, 49, shipped.int_model.n_in))
+    t = _best_time(lambda: shipped.int_model.run(x))
+    out["intref_clips_per_s"] = _entry(1000 / t, "clips/s", "kws bench",
+                                       "IntModel.run, batch of 1000 clips x 49 frames, best of 3")
+    s = evaluate_stream(shipped, data, StreamSpec())
+    scmd = f"kws eval --model {model} --data {data} --stream"
+    p = s["operating_point"]
+    what = (f"{s['hours']:.2f} h held-out stream, {s['at_operating_point']['events']} keywords, "
+            f"threshold {p['threshold']} chosen on validation speakers")
+    out["stream_fa_per_hour"] = _entry(p["fa_per_hour"], "per hour", scmd, what)
+    out["stream_miss_rate"] = _entry(p["miss_rate"], "fraction", scmd, what)
+    metrics = Path(shipped.doc.get("training", {}).get("run_dir", "")) / "metrics.csv"
+    if metrics.is_file():
+        rows = list(csv.DictReader(metrics.read_text().splitlines()))
+        out["training_seconds"] = _entry(
+            sum(float(row["seconds"]) for row in rows), "s", "make train (last step)",
+            f"{len(rows)} epochs of configs/default.yaml, 1 torch thread, from {metrics}")
+    return out
+
+
+QUOTED = [  # published figures: quoted, not measured here
+    "FastGRNN paper (Kusupati et al., NeurIPS 2018): 92.10 % on Google-12 (v0.01, ~22k "
+    "training clips) at 5.5 KB; 537 ms per clip on a 48 MHz Cortex-M0+.",
+    "TensorFlow Lite Micro micro_speech: 18.8 KB model, 4 classes (yes, no, silence, unknown).",
+]
+
+
+def _entry(value: float, unit: str, command: str, what: str) -> dict:
+    return {"value": round(float(value), 3), "unit": unit, "command": command, "what": what}
+
+
+def run_benchmarks(out: Path, data: Path | None = None, n_clips: int = 1000) -> dict:
+    """Run every benchmark, merge into `out` (entries of other stages are kept), write both files."""
+    import torch
+
+    data = data or default_bench_data()
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results.setdefault("entries", {})
+    results["machine"] = {
+        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(), "platform": platform.platform()}
+    results["generated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds")
+    from kws.config import load_config
+
+    features = load_config("configs/default.yaml").features
+    results["entries"].update(bench_features(Path(data), n_clips, features))
+    if (MODEL / "model.json").exists():
+        results["entries"].update(bench_model(MODEL, Path(data)))
+        if Path(data) == DEV_DATA:
+            results["entries"].update(bench_accuracy(MODEL, Path(data)))
+    results["quoted_not_measured"] = QUOTED
+    with atomic_open(out, "w") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+    with atomic_open(out.parent / "README.md", "w") as f:
+        f.write(format_table(results))
+    print(format_table(results))
+    return results
+
+
+def format_table(results: dict) -> str:
+    lines = ["# Benchmarks", "",
+             f"Written by `make bench` on {results['generated']} "
+             f"({results['machine']['cpu_count']} CPUs). Raw figures: `results.json`.", "",
+             "| measure | value | unit | what | command |", "|---|---:|---|---|---|"]
+    for name, e in results["entries"].items():
+        lines.append(f"| {name} | {e['value']:g} | {e['unit']} | {e['what']} | `{e['command']}` |")
+    lines += ["", "Reference figures, **quoted from their publications, not measured here**:", ""]
+    lines += [f"- {q}" for q in results.get("quoted_not_measured", QUOTED)]
+    return "\n".join(lines) + "\n"

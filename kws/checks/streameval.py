@@ -1,0 +1,285 @@
+"""`kws eval --stream`: misses and false accepts per hour on a long seeded stream.
+
+The integer model listens to the stream exactly as the board does (the window schedule of
+`kws.detect.windows`, the front end of `kws stream`), and the detector is `kws.checks.stream.Detector`.
+
+Scoring. A detection at time t was made from the audio of [t - span, t] (its window, and the
+earlier windows its smoothing averaged). It is a hit if a keyword event of the same word, not
+yet claimed, has voiced audio inside that span; otherwise it is a false accept (so is a second
+detection of a word already detected). A keyword event that no detection claims is a miss.
+Misses are counted per keyword event, false accepts per hour of stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kws.data.dataset import KEYWORDS
+
+FA_TARGET = 2.0      # false accepts per hour (the goal), at...
+MISS_TARGET = 0.10   # ...at most this miss rate
+THRESHOLDS = np.round(np.concatenate([np.arange(0.20, 0.90, 0.02), np.arange(0.90, 0.996, 0.005)]), 3)
+
+
+@dataclass
+class Score:
+    events: dict[str, int] = field(default_factory=dict)       # keyword -> events in the stream
+    misses: dict[str, int] = field(default_factory=dict)
+    false_accepts: dict[str, int] = field(default_factory=dict)
+    fa_on_words: int = 0     # false accepts that overlap some placed word (the rest: noise only)
+
+    def summary(self, hours: float) -> dict:
+        n, m, fa = (sum(d.values()) for d in (self.events, self.misses, self.false_accepts))
+        per = {w: {"events": self.events[w], "misses": self.misses[w],
+                   "miss_rate": self.misses[w] / self.events[w] if self.events[w] else None,
+                   "false_accepts": self.false_accepts[w],
+                   "fa_per_hour": self.false_accepts[w] / hours} for w in self.events}
+        return {"events": n, "misses": m, "miss_rate": m / n if n else None,
+                "false_accepts": fa, "fa_per_hour": fa / hours,
+                "fa_on_words": self.fa_on_words, "fa_in_noise": fa - self.fa_on_words,
+                "per_keyword": per}
+
+
+def score_detections(events, detections, span_s: float, keywords=KEYWORDS) -> Score:
+    """events: objects with word, voice_start_s, voice_end_s; detections: (time_s, word)."""
+    s = Score({w: 0 for w in keywords}, {w: 0 for w in keywords}, {w: 0 for w in keywords})
+    for e in events:
+        if e.word in s.events:
+            s.events[e.word] += 1
+    claimed: set[int] = set()
+    for t, word in sorted(detections):
+        lo = t - span_s
+        hits = [i for i, e in enumerate(events) if e.word == word and i not in claimed
+                and e.voice_end_s > lo and e.voice_start_s < t]
+        if hits:
+            claimed.add(hits[0])
+            continue
+        s.false_accepts[word] += 1
+        s.fa_on_words += any(e.voice_end_s > lo and e.voice_start_s < t for e in events)
+    for i, e in enumerate(events):
+        if e.word in s.misses and i not in claimed:
+            s.misses[e.word] += 1
+    return s
+
+
+def stream_scores(model, audio: np.ndarray, schedule) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled integer scores of every window of the stream, and each window's end time (s)."""
+    from kws.checks.stream import FrameMaker
+    from kws.detect.windows import run_windows
+
+    cfg = model.features
+    maker = FrameMaker(cfg)
+    step = cfg.hop_length * 500
+    feats = np.concatenate([maker.push(audio[i:i + step]) for i in range(0, len(audio), step)])
+    xq = model.quantize(feats)
+    pooled = run_windows(model.int_model, xq, schedule)
+    ends = schedule.end_frames(len(pooled))
+    return pooled, (ends * cfg.hop_length + cfg.win_length) / cfg.sample_rate
+
+
+def detections_at(detector_args: dict, posteriors: np.ndarray, times: np.ndarray, threshold: float):
+    """Replay the detector over precomputed window posteriors at one threshold."""
+    from kws.checks.stream import Detector
+
+    det = Detector(**dict(detector_args, threshold=threshold))
+    return [(d.time_s, d.word) for p, t in zip(posteriors, times)
+            if (d := det.decide(p, t)) is not None]
+
+
+def det_curve(events, posteriors, times, detector_args: dict, span_s: float, hours: float,
+              thresholds=THRESHOLDS) -> list[dict]:
+    rows = []
+    for th in thresholds:
+        s = score_detections(events, detections_at(detector_args, posteriors, times, th), span_s)
+        summ = s.summary(hours)
+        rows.append({"threshold": float(th), "miss_rate": summ["miss_rate"],
+                     "fa_per_hour": summ["fa_per_hour"],
+                     "per_keyword": {w: (v["miss_rate"], v["fa_per_hour"])
+                                     for w, v in summ["per_keyword"].items()}})
+    return rows
+
+
+def choose_operating_point(curve: list[dict]) -> dict:
+    """Fewest misses with at most FA_TARGET false accepts per hour; if no threshold gets
+    there, the fewest false accepts (then fewest misses)."""
+    ok = [r for r in curve if r["fa_per_hour"] <= FA_TARGET]
+    if ok:
+        best = min(ok, key=lambda r: (r["miss_rate"], -r["threshold"]))
+    else:
+        best = min(curve, key=lambda r: (r["fa_per_hour"], r["miss_rate"]))
+    met = best["fa_per_hour"] <= FA_TARGET and best["miss_rate"] <= MISS_TARGET
+    return {"threshold": best["threshold"], "miss_rate": best["miss_rate"],
+            "fa_per_hour": best["fa_per_hour"], "goal_met": met}
+
+
+def plot_det(curve: list[dict], point: dict, path, title: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kws.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for w in curve[0]["per_keyword"]:
+        ax.plot([r["per_keyword"][w][1] for r in curve],
+                [100 * r["per_keyword"][w][0] for r in curve], lw=0.8, alpha=0.45, label=w)
+    ax.plot([r["fa_per_hour"] for r in curve], [100 * r["miss_rate"] for r in curve], "k-",
+            lw=2.2, label="all keywords")
+    ax.plot([point["fa_per_hour"]], [100 * point["miss_rate"]], "o", ms=9, mfc="none", mec="r",
+            mew=2, label=f"operating point (threshold {point['threshold']:.3f})")
+    ax.axvline(FA_TARGET, color="r", ls=":", lw=1)
+    ax.axhline(100 * MISS_TARGET, color="r", ls=":", lw=1)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(0, max(max(r["fa_per_hour"] for r in curve), 10) * 1.2)
+    ax.set_xlabel("false accepts per hour")
+    ax.set_ylabel("misses (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def evaluate_stream(model, data_dir, spec, instances: int = 2, smooth: int = 1,
+                    refractory_s: float = 1.0, out_dir=None) -> dict:
+    """The streaming evaluation of a shipped model. The threshold is chosen on a stream of
+    the validation speakers (`choose_operating_point`); the figures are those of a stream of
+    the held-out test speakers at that threshold, with its DET curve (det.png in out_dir)."""
+    import time
+    from pathlib import Path
+
+    from kws.checks.stream import Detector, posteriors
+    from kws.data.streamgen import stream_from_folder
+    from kws.detect.windows import Schedule
+
+    t0 = time.perf_counter()
+    schedule = Schedule.for_model(model, instances)
+    det_args = Detector.args_for(model, schedule, smooth=smooth, refractory_s=refractory_s)
+    span = det_args["window_s"] + (smooth - 1) * det_args["stride_s"]
+    curves, info, hours, streams = {}, {}, {}, {}
+    for split in ("validation", "testing"):
+        audio, events, info[split] = stream_from_folder(model, data_dir, spec, split)
+        pooled, times = stream_scores(model, audio, schedule)
+        hours[split] = len(audio) / model.features.sample_rate / 3600
+        post = posteriors(pooled, det_args["scale"])
+        streams[split] = (events, post, times)
+        curves[split] = det_curve(events, post, times, det_args, span, hours[split])
+    point = choose_operating_point(curves["validation"])
+    events, post, times = streams["testing"]
+    final = score_detections(events, detections_at(det_args, post, times, point["threshold"]),
+                             span).summary(hours["testing"])
+    on_test = {"threshold": point["threshold"], "miss_rate": final["miss_rate"],
+               "fa_per_hour": final["fa_per_hour"]}
+    on_test["goal_met"] = (final["fa_per_hour"] <= FA_TARGET and final["miss_rate"] <= MISS_TARGET)
+    result = {
+        "model": model.name, "model_hash": model.hash, "data": str(data_dir),
+        "hours": round(hours["testing"], 4), "stream": info["testing"],
+        "schedule": {"window_frames": schedule.period, "instances": instances,
+                     "stride_frames": schedule.stride, "pool_frames": schedule.pool,
+                     "steps_per_frame": instances},
+        "detector": {"smooth_windows": smooth, "refractory_s": refractory_s,
+                     "span_s": round(span, 4)},
+        "chosen_on_validation": dict(point, hours=round(hours["validation"], 4)),
+        "operating_point": on_test, "at_operating_point": final,
+        "det_curve": [{k: r[k] for k in ("threshold", "miss_rate", "fa_per_hour")}
+                      for r in curves["testing"]],
+        "seconds_to_run": round(time.perf_counter() - t0, 1),
+    }
+    if out_dir is not None:
+        plot_det(curves["testing"], on_test, Path(out_dir) / "det.png",
+                 f"{model.name}: {hours['testing']:.2f} h held-out stream, "
+                 f"{final['events']} keywords")
+    return result
+
+
+def format_stream_report(r: dict) -> str:
+    p, f = r["operating_point"], r["at_operating_point"]
+    v = r["chosen_on_validation"]
+    lines = [f"stream {r['hours']:.2f} h of held-out speakers (seed {r['stream']['spec']['seed']}, SNR "
+             f"{'/'.join(str(int(s)) for s in r['stream']['spec']['snrs_db'])} dB): "
+             f"{f['events']} keywords",
+             f"schedule: {r['schedule']['instances']} instances x {r['schedule']['window_frames']}"
+             f"-frame windows, one every {r['schedule']['stride_frames']} frames",
+             f"threshold {v['threshold']:.3f}, chosen on {v['hours']:.2f} h of validation "
+             f"speakers ({100 * v['miss_rate']:.1f} % misses, {v['fa_per_hour']:.2f} FA/h there)",
+             f"held-out at that threshold: misses {100 * p['miss_rate']:.1f} %"
+             f"  false accepts {p['fa_per_hour']:.2f} / h"
+             f"  (goal <= {FA_TARGET:g} / h at <= {100 * MISS_TARGET:g} %: "
+             f"{'met' if p['goal_met'] else 'not met'})",
+             f"{'keyword':<8}{'events':>8}{'miss %':>8}{'FA':>6}{'FA/h':>7}"]
+    for w, v in f["per_keyword"].items():
+        lines.append(f"{w:<8}{v['events']:>8}{100 * (v['miss_rate'] or 0):>8.1f}"
+                     f"{v['false_accepts']:>6}{v['fa_per_hour']:>7.2f}")
+    lines.append(f"false accepts: {f['fa_on_words']} during other words, "
+                 f"{f['fa_in_noise']} in noise only")
+    return "\n".join(lines)
+
+
+# --- false accepts on audio that holds no keyword ---------------------------------------------
+
+def negative_files(folders) -> list:
+    """Every WAV/FLAC file under `folders` (recursively), sorted by path."""
+    from pathlib import Path
+
+    from kws.data.dataset import AUDIO_SUFFIXES
+    from kws.errors import KwsError
+
+    files = []
+    for d in folders:
+        if not Path(d).is_dir():
+            raise KwsError(f"--negatives: no folder at {d}")
+        files += sorted(p for p in Path(d).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise KwsError(f"--negatives {', '.join(map(str, folders))}: no WAV or FLAC files")
+    return files
+
+
+def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
+                    refractory_s: float = 1.0, gap_s: float = 0.5) -> dict:
+    """False accepts per hour on real audio with no keyword (running speech, other wake words,
+    noise): the files one after another with `gap_s` of silence between them, listened to
+    with the board's schedule; every detection is a false accept. One row per threshold, and
+    the figures at the model's stored threshold (detector.json) — the FA/h a user feels."""
+    from kws.data.audio import load_audio
+    from kws.checks.stream import Detector, posteriors
+    from kws.detect.windows import Schedule, stored_settings
+
+    sr = model.features.sample_rate
+    files = negative_files(folders)
+    gap = np.zeros(int(gap_s * sr), np.float32)
+    audio = np.concatenate([x for f in files for x in (load_audio(f, sr, None), gap)])
+    hours = len(audio) / sr / 3600
+    schedule = Schedule.for_model(model, instances)
+    det_args = Detector.args_for(model, schedule, smooth=smooth, refractory_s=refractory_s)
+    pooled, times = stream_scores(model, audio, schedule)
+    post = posteriors(pooled, det_args["scale"])
+    stored = stored_settings(model)["threshold"]
+    rows = []
+    for th in sorted(set(THRESHOLDS.tolist()) | {stored}):
+        dets = detections_at(det_args, post, times, th)
+        per = {w: sum(1 for _, d in dets if d == w) for w in KEYWORDS if w in model.classes}
+        rows.append({"threshold": float(th), "false_accepts": len(dets),
+                     "fa_per_hour": len(dets) / hours, "per_keyword": per})
+    at_stored = next(r for r in rows if r["threshold"] == stored)
+    return {"model": model.name, "model_hash": model.hash,
+            "folders": [str(f) for f in folders], "files": len(files),
+            "hours": round(hours, 4), "windows": int(len(pooled)), "stored_threshold": stored,
+            "at_stored_threshold": at_stored, "curve": rows}
+
+
+def format_negatives_report(r: dict) -> str:
+    at = r["at_stored_threshold"]
+    worst = sorted(at["per_keyword"].items(), key=lambda kv: -kv[1])
+    lines = [f"negatives: {r['files']} files, {r['hours'] * 60:.1f} min, {r['windows']} windows",
+             f"at the model's threshold {r['stored_threshold']}: {at['false_accepts']} false "
+             f"accepts = {at['fa_per_hour']:.1f} per hour ("
+             + ", ".join(f"{w} {n}" for w, n in worst if n) + ")",
+             "threshold  FA/h: " + "  ".join(
+                 f"{row['threshold']:.3f} {row['fa_per_hour']:.1f}" for row in r["curve"]
+                 if row["threshold"] in (0.5, 0.7, 0.9, 0.95, 0.98, 0.99, 0.995))]
+    return "\n".join(lines)

@@ -1,0 +1,199 @@
+"""`kws sweep`: train several configs, then one table and one accuracy-vs-bytes picture.
+
+Each config trains into `<out>/<name>/run` and ships into `<out>/<name>/model` (both resumable:
+a finished run is reused, not retrained). Every model is then evaluated on the validation and
+test splits of its own data, float and integer, and the results go to `<out>/table.md`,
+`<out>/results.json` and `<out>/tradeoff.png`.
+
+With `folds=k` (`kws sweep --folds 5`) it is a speaker cross-validation instead, the way
+recipes are decided: every config is retrained k times (`data.folds`, `data.fold`; the final
+test speakers are left out of all of them, see kws/data/dataset.py) into `<out>/<name>/fold<i>/`,
+and scored on the fold's held-out speakers of the judge folder only (default: the config's
+first data folder, the one with an official test set's distribution). A config with a float
+teacher gets one teacher per fold, trained from `teacher_config` on that fold's training
+speakers, so no teacher has heard the speakers its student is scored on. The table gives the
+fold mean and standard deviation, and per-class accuracies pooled over the folds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kws.atomic import atomic_open, atomic_path
+from kws.config import load_config
+from kws.errors import KwsError
+
+
+def run_sweep(configs: list[Path], out: Path, progress=print) -> list[dict]:
+    from kws.checks.evaluate import evaluate
+    from kws.training.ship import ship
+    from kws.training.train import resolve_data, train
+
+    rows = []
+    for path in configs:
+        name = Path(path).stem
+        config = load_config(path)
+        if config.model.arch != "fastgrnn":
+            raise KwsError(f"{path}: a sweep compares shipped FastGRNN models only")
+        folder = Path(out) / name
+        model_dir = folder / "model"
+        if not (model_dir / "model.json").exists():
+            progress(f"== {name}: training")
+            result = train(config, folder / "run", resume=True, progress=lambda *_: None)
+            ship(result, config, name, model_dir)
+        data = resolve_data(config)
+        row = {"name": name, "config": str(path)}
+        for split in ("validation", "testing"):
+            r = evaluate(model_dir, data, split=split)
+            row.update(bytes=r["model_bytes"], **{f"{split}_float": r["accuracy_float"],
+                                                  f"{split}_int": r["accuracy_int"],
+                                                  f"{split}_clips": r["n_clips"]})
+        rows.append(row)
+        progress(f"== {name}: {row['bytes']} bytes, validation int {row['validation_int']:.4f},"
+                 f" test int {row['testing_int']:.4f}")
+    write_results(rows, Path(out))
+    return rows
+
+
+def fold_config(config, folds: int, fold: int, teacher: str | None = None):
+    """`config` as fold `fold` of a `folds`-fold cross-validation (with its fold's teacher)."""
+    from kws.training.train import replace
+
+    sections = {"data": {"folds": folds, "fold": fold}}
+    if teacher is not None:
+        sections["train"] = {"teacher": teacher}
+    return replace(config, **sections)
+
+
+def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | None = None,
+           teacher_config: Path | None = None, judge: Path | None = None,
+           progress=print) -> list[dict]:
+    """The k-fold speaker cross-validation of each config (module doc); returns table rows."""
+    import numpy as np
+
+    from kws.checks.evaluate import evaluate
+    from kws.training.ship import ship
+    from kws.training.train import resolve_data, train
+
+    out = Path(out)
+    todo = list(range(folds)) if only is None else only
+    rows = []
+    for path in configs:
+        name = Path(path).stem
+        config = load_config(path)
+        if config.model.arch != "fastgrnn":
+            raise KwsError(f"{path}: a sweep compares shipped FastGRNN models only")
+        if config.train.distill_weight > 0 and teacher_config is None:
+            raise KwsError(f"{path} distils from a teacher: give its config (--teacher-config) so "
+                           "that every fold trains its own")
+        folder = out / name
+        scores = []
+        for fold in todo:
+            teacher = None
+            if config.train.distill_weight > 0:
+                teacher = str(out / f"teacher-{Path(teacher_config).stem}" / f"fold{fold}")
+                if not (Path(teacher) / "best.pt").exists():
+                    progress(f"== teacher {Path(teacher_config).stem}, fold {fold}")
+                    tconf = fold_config(load_config(teacher_config), folds, fold)
+                    train(tconf, Path(teacher), resume=True, progress=lambda *_: None)
+            cfg = fold_config(config, folds, fold, teacher)
+            model_dir = folder / f"fold{fold}" / "model"
+            if not (model_dir / "model.json").exists():
+                progress(f"== {name}, fold {fold}: training")
+                result = train(cfg, folder / f"fold{fold}" / "run", resume=True,
+                               progress=lambda *_: None)
+                ship(result, cfg, name, model_dir)
+            judged_on = Path(judge) if judge else resolve_data(cfg)[0]
+            r = evaluate(model_dir, judged_on, split="testing")
+            r["fold"] = fold
+            scores.append(r)
+            progress(f"== {name}, fold {fold}: int {r['accuracy_int']:.4f} float "
+                     f"{r['accuracy_float']:.4f} on {r['n_clips']} clips of {judged_on}")
+        ints = np.array([r["accuracy_int"] for r in scores])
+        floats = np.array([r["accuracy_float"] for r in scores])
+        confusion = np.sum([r["confusion_matrix"] for r in scores], axis=0)
+        per_class = {c: float(confusion[i, i] / max(1, confusion[i].sum()))
+                     for i, c in enumerate(scores[0]["classes"])}
+        rows.append({"name": name, "config": str(path), "bytes": scores[0]["model_bytes"],
+                     "folds": [r["fold"] for r in scores], "int_mean": float(ints.mean()),
+                     "int_std": float(ints.std(ddof=1)) if len(ints) > 1 else 0.0,
+                     "float_mean": float(floats.mean()),
+                     "float_std": float(floats.std(ddof=1)) if len(floats) > 1 else 0.0,
+                     "int_per_fold": ints.round(4).tolist(),
+                     "clips": int(sum(r["n_clips"] for r in scores)),
+                     "worst_class": min(per_class, key=per_class.get),
+                     "per_class": per_class})
+    write_cv_results(rows, out)
+    return rows
+
+
+def write_cv_results(rows: list[dict], out: Path):
+    with atomic_open(out / "cv_results.json", "w") as f:
+        json.dump(rows, f, indent=1)
+    classes = list(rows[0]["per_class"]) if rows else []
+    lines = ["| config | bytes | folds | int mean ± std | float mean ± std | worst class | "
+             + " | ".join(c.strip("_")[:5] for c in classes) + " |",
+             "|---|---:|---:|---:|---:|---|" + "---:|" * len(classes)]
+    for r in rows:
+        worst = r["worst_class"]
+        lines.append(f"| {r['name']} | {r['bytes']} | {len(r['folds'])} | "
+                     f"{r['int_mean']:.3f} ± {r['int_std']:.3f} | "
+                     f"{r['float_mean']:.3f} ± {r['float_std']:.3f} | "
+                     f"{worst} {r['per_class'][worst]:.2f} | "
+                     + " | ".join(f"{r['per_class'][c]:.2f}" for c in classes) + " |")
+    with atomic_open(out / "cv_table.md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def write_results(rows: list[dict], out: Path):
+    with atomic_open(out / "results.json", "w") as f:
+        json.dump(rows, f, indent=1)
+    lines = ["| config | bytes | val float | val int | test float | test int |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['bytes']} | {r['validation_float']:.3f} | "
+                     f"{r['validation_int']:.3f} | {r['testing_float']:.3f} | "
+                     f"{r['testing_int']:.3f} |")
+    with atomic_open(out / "table.md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    plot_tradeoff(rows, out / "tradeoff.png")
+
+
+def pareto(points: list[tuple[int, float, str]]) -> list[tuple[int, float, str]]:
+    """The best accuracy reachable at each size: points no smaller, better model beats."""
+    front, best = [], -1.0
+    for b, acc, name in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            front.append((b, acc, name))
+            best = acc
+    return front
+
+
+def plot_tradeoff(rows: list[dict], path: Path):
+    """Every config as a point; lines through the best accuracy at each size (float, int)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for key, marker, colour in (("testing_float", "o", "tab:blue"),
+                                ("testing_int", "s", "tab:orange")):
+        pts = [(r["bytes"], r[key], r["name"]) for r in rows]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, s=14,
+                   color=colour, alpha=0.35)
+        front = pareto(pts)
+        ax.plot([p[0] for p in front], [p[1] for p in front], marker=marker, color=colour,
+                label=key.replace("testing_", "held-out speakers, ") + " (best at size)")
+        if key == "testing_int":
+            for b, acc, name in front:
+                ax.annotate(name, (b, acc), fontsize=7, xytext=(4, -10),
+                            textcoords="offset points")
+    ax.axvline(1024, color="grey", lw=0.6)
+    ax.set(xscale="log", xlabel="model bytes (as stored on the device)",
+           ylabel="accuracy", title="accuracy vs bytes (every config a point)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
