@@ -154,11 +154,10 @@ def cmd_eval(args):
                                                               seed=args.seed),
                                  instances=args.instances, out_dir=out)
         print(format_stream_report(stream))
-        with atomic_open(Path(args.model) / "detector.json", "w") as f:
-            json.dump({"threshold": stream["operating_point"]["threshold"],
-                       "instances": args.instances, "smooth_windows": 1, "refractory_s": 1.0,
-                       "chosen_by": "kws eval --stream (validation speakers' stream)"}, f,
-                      indent=1)
+        from kws.detect.detector import DetectorSettings, save_settings
+        save_settings(args.model, DetectorSettings(
+            threshold=stream["operating_point"]["threshold"], instances=args.instances,
+            chosen_by="kws eval --stream (validation speakers' stream)"))
     if args.negatives:
         from kws.checks.streameval import format_negatives_report, negatives_curve
         report["negatives"] = negatives_curve(model, args.negatives, instances=args.instances)
@@ -195,12 +194,15 @@ def cmd_export(args):
     from kws.quant.modelfile import load_model
 
     model = load_model(args.model)
+    from kws.detect.detector import settings_hash
+
     sketch = export(model, args.out, args.name, budget=args.budget)
-    print(f"sketch: {sketch} ({model.int_model.n_bytes()} model bytes, hash {model.hash[:16]})")
+    print(f"sketch: {sketch} ({model.int_model.n_bytes()} model bytes, hash {model.hash[:16]}, "
+          f"listening settings hash {settings_hash(model)[:16]})")
 
 
 def cmd_build(args):
-    from kws.codegen.export import build, firmware_size, format_size
+    from kws.targets.build import build, firmware_size, format_size
     from kws.quant.modelfile import load_model
 
     model = load_model(args.model)
@@ -209,9 +211,9 @@ def cmd_build(args):
 
 
 def cmd_flash(args):
-    from kws.targets.avr.flash import flash
+    from kws.targets import target_for
 
-    print("flashed: " + " ".join(flash(args.hex, args.board, args.port)))
+    print("flashed: " + " ".join(target_for(args.board).flash(args.hex, args.board, args.port)))
 
 
 # --- kws verify -------------------------------------------------------------------------------
@@ -247,10 +249,11 @@ def cmd_verify(args):
 def cmd_stream(args):
     import json
 
-    from kws.link.board import open_boards
+    from kws.checks.boards import open_boards
     from kws.quant.modelfile import load_model
     from kws.checks.stream import audio_chunks, mic_chunks, padded_wav, stream
-    from kws.detect.windows import Schedule, stored_settings
+    from kws.detect.detector import stored_settings
+    from kws.detect.windows import Schedule
 
     model = load_model(args.model)
     cfg = model.features
@@ -305,6 +308,8 @@ def cmd_bench(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kws.targets import board_profiles
+
     parser = argparse.ArgumentParser(
         prog="kws", description="Tiny keyword spotting for microcontrollers.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -398,14 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="refuse a bigger model, bytes (default: %(default)s)")
         if name == "build":
             p.add_argument("--board", default="uno",
-                           choices=["uno", "nano", "nano-old", "pro-mini-16", "pro-mini-8"],
+                           choices=board_profiles(),
                            help="board profile (default: %(default)s)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("flash", help="upload a built .hex with avrdude")
     p.add_argument("--hex", required=True, type=Path)
     p.add_argument("--board", default="uno",
-                   choices=["uno", "nano", "nano-old", "pro-mini-16", "pro-mini-8", "sim"],
+                   choices=[*board_profiles(), "sim"],
                    help="board profile; sim: a simulated Uno with its bootloader "
                         "(default: %(default)s)")
     p.add_argument("--port", help="default: the one Arduino found by USB VID/PID")
@@ -424,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="testing, validation, training or all (default: %(default)s)")
     p.add_argument("--max-clips", type=int, help="at most N clips, spread evenly over the split")
     p.add_argument("--profile", default="uno",
-                   choices=["uno", "nano", "nano-old", "pro-mini-16", "pro-mini-8"],
+                   choices=board_profiles(),
                    help="board profile of the simulated boards (its F_CPU; default: "
                         "%(default)s)")
     p.add_argument("--baud", type=int,

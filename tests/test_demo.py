@@ -13,7 +13,7 @@ def test_summary_tells_what_was_trained_on_what_and_how_it_ran(tmp_path, sc_mini
     last screen names the data, the epochs, the accuracy in context, bit-exactness, cycles,
     flash and RAM, and where the report is."""
     from kws.cli import main
-    from kws.codegen.export import firmware_size
+    from kws.targets.build import firmware_size
 
     demo = tmp_path / "demo"
     shutil.copytree("models/default", demo / "model")

@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 
 from kws.link import protocol as P
-from kws.link.board import Board, _consensus, build_sim_firmware, fault_counters, open_boards
+from kws.checks.boards import open_boards
+from kws.link.board import Board, _consensus, fault_counters
+from kws.targets.build import sim_firmware as build_sim_firmware
 from kws.errors import KwsError
 from kws.link.faultproxy import TO_BOARD, TO_HOST, FaultProxy, Faults, Injector
 from kws.checks.verify import format_summary, verify
@@ -271,11 +273,11 @@ def test_link_cut_mid_clip_stops_with_a_clear_error_and_the_results_so_far(sim):
 @needs_avr
 def test_cli_link_cut_exits_nonzero_and_writes_the_json_so_far(sim, tmp_path, monkeypatch,
                                                                capsys):
-    import kws.link.board
+    import kws.targets.build
     from kws.cli import main
 
     model, fw = sim
-    monkeypatch.setattr(kws.link.board, "build_sim_firmware", lambda *a, **k: fw)
+    monkeypatch.setattr(kws.targets.build, "sim_firmware", lambda *a, **k: fw)
     out = tmp_path / "out"
     out.mkdir()
     # 1 % byte errors, each clip run twice: ~24,000 bytes a clip; cut in the 4th

@@ -17,7 +17,8 @@ from kws.link.board import Board
 from kws.config import FeatureConfig
 from kws.errors import KwsError
 from kws.codegen.export import (KERNEL_FILES, PROTO_FILES, check_budget, clip_frames, export,
-                        hash_bytes, model_header, model_symbol_sizes)
+                                hash_bytes, model_header)
+from kws.targets.avr.target import model_symbol_sizes
 from kws.quant.modelfile import load_model, save_model
 from kws.targets.avr.simboard import REPO, SimBoard, ensure_built
 

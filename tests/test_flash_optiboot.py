@@ -36,7 +36,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """The protocol sketch for models/default, as `kws build --board uno` makes it."""
-    from kws.codegen.export import build
+    from kws.targets.build import build
     from kws.quant.modelfile import load_model
 
     model = load_model(MODEL)

@@ -218,9 +218,9 @@ def test_build_of_a_model_over_the_boards_flash(capsys, work):
 def test_build_whose_firmware_overflows_flash_removes_the_hex(capsys, work, model, monkeypatch):
     """A firmware that links but is over the board's flash: the size report decides."""
     from kws.targets.avr import simboard
-    from kws.targets.avr.simboard import Firmware
+    from kws.targets.base import Firmware
 
-    monkeypatch.setattr("kws.codegen.export.board_flash", lambda board: 32256)
+    monkeypatch.setattr("kws.targets.build.board_flash", lambda board: 32256)
 
     def fake_build(sketch, build, board="uno", sim=True):
         Path(build).mkdir(parents=True)

@@ -114,3 +114,16 @@ def test_crash_is_reported(tmp_path, fw):
             time.sleep(0.01)
         with pytest.raises(KwsError, match="firmware crashed"):
             board.check()
+
+
+def test_the_avr_targets_profiles_are_avr_mks_boards_and_the_clis_choices():
+    import re
+
+    from kws.cli import build_parser
+    from kws.targets import board_profiles, target_for
+
+    mk = (REPO / "firmware" / "avr.mk").read_text()
+    boards = re.search(r"^BOARDS\s*:=\s*(.*)$", mk, re.M)[1].split()
+    assert list(target_for("uno").profiles) == boards == board_profiles()
+    build = build_parser()._subparsers._group_actions[0].choices["build"]
+    assert [a for a in build._actions if a.dest == "board"][0].choices == boards

@@ -8,7 +8,8 @@ import pytest
 from kws.data.audio import load_audio, write_wav
 from kws.config import FeatureConfig
 from kws.frontend.features import log_mel
-from kws.checks.stream import Detector, FrameMaker, stream, wav_chunks
+from kws.checks.stream import FrameMaker, stream, wav_chunks
+from kws.detect.detector import Detector
 from tests.conftest import SC_MINI
 
 CFG = FeatureConfig(hop_length=320)
@@ -63,7 +64,7 @@ def test_three_keywords_in_noise_are_detected_on_the_board_at_their_times(tmp_pa
     """A WAV of three keywords separated by noise, streamed through the simulated board's
     LISTEN schedule: the board detects exactly these words, each inside the windows that
     hold it, the Python model beside it agrees, and every window is bit-exact."""
-    from kws.link.board import open_boards
+    from kws.checks.boards import open_boards
     from kws.quant.modelfile import load_model
     from kws.data.streamgen import voiced_span
     from kws.detect.windows import Schedule

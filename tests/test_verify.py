@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from kws.link import protocol as P
-from kws.link.board import build_sim_firmware, open_boards
+from kws.checks.boards import open_boards
+from kws.targets.build import sim_firmware as build_sim_firmware
 from kws.config import FeatureConfig
 from kws.data.dataset import TASKS
 from kws.errors import KwsError

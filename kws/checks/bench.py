@@ -109,7 +109,7 @@ def bench_model(model: Path, data: Path, max_clips: int = 200) -> dict:
                f"--max-clips {max_clips}")
         out[f"harness_frames_per_s_{n}_boards"] = _entry(
             r["frames_per_second"], "frames/s", cmd, f"{r['frames']} frames, 0 mismatches")
-    fw = r.get("firmware") or {}   # kws.codegen.export.firmware_size: the uno build a user flashes
+    fw = r.get("firmware") or {}   # kws.targets.build.firmware_size: the uno build a user flashes
     if fw.get("flash") is not None:
         out["device_flash"] = _entry(fw["flash"], "bytes", cmd,
                                      f".text + .data of the {fw['board']} build (kws build)")

@@ -84,7 +84,7 @@ def write_demo_report(demo: Path) -> Path:
 def summary(demo: Path, shipped: Path = SHIPPED) -> str:
     """The demo's last screen: what was trained on what, the accuracy in context,
     bit-exactness, cycles, flash and RAM, and where the report and pictures are."""
-    from kws.codegen.export import format_size
+    from kws.targets.build import format_size
 
     demo = Path(demo)
     model = _read_json(demo / "model" / "model.json")

@@ -103,7 +103,7 @@ def write_report(out_dir: Path, acc: dict, device: dict | None = None,
                + (f"; peak stack {device['stack_peak']} bytes" if device.get("stack_peak") else "")
                + "."]
         if device.get("firmware"):
-            from kws.codegen.export import format_size
+            from kws.targets.build import format_size
 
             md += ["", f"Firmware: {format_size(device['firmware'])}."]
     md += ["", "## Per class", "", "| class | clips | precision | recall |", "|---|---:|---:|---:|"]

@@ -10,76 +10,13 @@ bit-exact check. The detector (`Detector`) turns window outputs into detections.
 from __future__ import annotations
 
 import time
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from kws.quant.arith import QH
-from kws.data.dataset import KEYWORDS
+from kws.detect.detector import Detection, Detector, posteriors  # noqa: F401
 from kws.errors import KwsError
 from kws.frontend.features import log_mel_frames
-
-
-@dataclass
-class Detection:
-    time_s: float      # end of the window that fired, from the start of the stream
-    word: str
-    score: float       # smoothed posterior
-
-
-def posteriors(pooled: np.ndarray, scale: float) -> np.ndarray:
-    """Softmax over classes of pooled integer scores [windows, classes] times `scale`."""
-    logits = np.asarray(pooled, np.float64) * scale
-    p = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return p / p.sum(axis=-1, keepdims=True)
-
-
-class Detector:
-    """Window outputs in, detections out (the same code for `kws stream` and `kws eval --stream`).
-
-    Each window's posterior (softmax of its mean pooled scores) is averaged over the last
-    `smooth` windows; a keyword fires when its average reaches `threshold`, and then nothing
-    fires for `refractory_s` (counted in windows, so no float drift).
-    """
-
-    def __init__(self, classes: list[str], scale: float, window_s: float, stride_s: float,
-                 smooth: int = 1, threshold: float = 0.7, refractory_s: float = 1.0):
-        self.classes, self.scale = classes, scale
-        self.window_s, self.stride_s = window_s, stride_s
-        self.keywords = [i for i, c in enumerate(classes) if c in KEYWORDS]
-        self.threshold = threshold
-        self.refractory = round(refractory_s / stride_s)
-        self.recent: deque = deque(maxlen=smooth)
-        self.n, self.last = 0, -(10 ** 9)
-        self.best: Detection | None = None   # the highest keyword score so far, fired or not
-
-    @staticmethod
-    def args_for(model, schedule, **kw) -> dict:
-        """Constructor arguments for a shipped model listening with `schedule`."""
-        cfg = model.features
-        return dict(classes=model.classes,
-                    scale=2.0 ** -(model.int_model.exponents["Wc"] + QH) / schedule.pool,
-                    window_s=((schedule.period - 1) * cfg.hop_length + cfg.win_length)
-                    / cfg.sample_rate,
-                    stride_s=schedule.stride * cfg.hop_length / cfg.sample_rate, **kw)
-
-    def push(self, pooled: np.ndarray, time_s: float) -> Detection | None:
-        """Feed one window's pooled integer scores; returns a detection or None."""
-        return self.decide(posteriors(np.asarray(pooled)[None], self.scale)[0], time_s)
-
-    def decide(self, p: np.ndarray, time_s: float) -> Detection | None:
-        self.recent.append(p)
-        self.n += 1
-        smoothed = np.mean(self.recent, axis=0)
-        best = max(self.keywords, key=lambda i: smoothed[i])
-        if self.best is None or smoothed[best] > self.best.score:
-            self.best = Detection(round(time_s, 3), self.classes[best], float(smoothed[best]))
-        if smoothed[best] >= self.threshold and self.n - self.last >= self.refractory:
-            self.last = self.n
-            return Detection(round(time_s, 3), self.classes[best], float(smoothed[best]))
-        return None
 
 
 class FrameMaker:
@@ -166,7 +103,8 @@ def stream(model, board, chunks, threshold: float | None = None, smooth: int = 1
     """Run `chunks` of audio through the board's stream schedule (LISTEN) with the Python
     integer model beside it; returns a summary. Ctrl-C ends it cleanly. threshold and
     instances default to the model folder's detector.json (`kws eval --stream`)."""
-    from kws.detect.windows import Schedule, WindowRunner, stored_settings
+    from kws.detect.detector import stored_settings
+    from kws.detect.windows import Schedule, WindowRunner
 
     stored = stored_settings(model)
     threshold = stored["threshold"] if threshold is None else threshold

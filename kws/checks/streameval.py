@@ -1,7 +1,7 @@
 """`kws eval --stream`: misses and false accepts per hour on a long seeded stream.
 
 The integer model listens to the stream exactly as the board does (the window schedule of
-`kws.detect.windows`, the front end of `kws stream`), and the detector is `kws.checks.stream.Detector`.
+`kws.detect.windows`, the front end of `kws stream`), and the detector is `kws.detect.detector.Detector`.
 
 Scoring. A detection at time t was made from the audio of [t - span, t] (its window, and the
 earlier windows its smoothing averaged). It is a hit if a keyword event of the same word, not
@@ -81,7 +81,7 @@ def stream_scores(model, audio: np.ndarray, schedule) -> tuple[np.ndarray, np.nd
 
 def detections_at(detector_args: dict, posteriors: np.ndarray, times: np.ndarray, threshold: float):
     """Replay the detector over precomputed window posteriors at one threshold."""
-    from kws.checks.stream import Detector
+    from kws.detect.detector import Detector
 
     det = Detector(**dict(detector_args, threshold=threshold))
     return [(d.time_s, d.word) for p, t in zip(posteriors, times)
@@ -153,7 +153,7 @@ def evaluate_stream(model, data_dir, spec, instances: int = 2, smooth: int = 1,
     import time
     from pathlib import Path
 
-    from kws.checks.stream import Detector, posteriors
+    from kws.detect.detector import Detector, posteriors
     from kws.data.streamgen import stream_from_folder
     from kws.detect.windows import Schedule
 
@@ -246,8 +246,8 @@ def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
     with the board's schedule; every detection is a false accept. One row per threshold, and
     the figures at the model's stored threshold (detector.json) — the FA/h a user feels."""
     from kws.data.audio import load_audio
-    from kws.checks.stream import Detector, posteriors
-    from kws.detect.windows import Schedule, stored_settings
+    from kws.detect.detector import Detector, posteriors, stored_settings
+    from kws.detect.windows import Schedule
 
     sr = model.features.sample_rate
     files = negative_files(folders)

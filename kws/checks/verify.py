@@ -131,14 +131,15 @@ def verify(model_dir, data_dir, board: str = "sim", boards: int = 1, split: str 
            cut: str = "silent", confirm: bool | None = None, profile: str = "uno") -> dict:
     """Stream the clips of `split` (held-out speakers by default) through `board` ("sim" or
     serial URLs, comma-separated) and compare every frame; returns the report (module doc).
-    `fw`: an already built kws.targets.avr.simboard.Firmware for the simulated boards.
+    `fw`: an already built kws.targets.base.Firmware for the simulated boards.
     `faults` (a rate such as 0.05, or "flip=..,drop=..,insert=..") / `cut_after` (bytes):
     each simulated board behind a kws.link.faultproxy.FaultProxy seeded `fault_seed` (+ board
     index); `confirm`: accept a clip only when two runs agree (default: with faults)."""
-    from kws.link.board import fault_counters, open_boards
+    from kws.checks.boards import open_boards
+    from kws.link.board import fault_counters
     from kws.frontend.cache import compute_features
     from kws.checks.evaluate import split_clips
-    from kws.codegen.export import firmware_size
+    from kws.targets.build import firmware_size
     from kws.link.faultproxy import Faults
     from kws.quant.modelfile import ShippedModel, load_model
 
@@ -314,7 +315,7 @@ def _rel(path: Path, root: Path) -> str:
 
 def format_summary(r: dict) -> str:
     """One screen: what ran, the verdict, the figures."""
-    from kws.codegen.export import format_size
+    from kws.targets.build import format_size
 
     c = r["cycles_per_frame"]
     lines = [

@@ -18,8 +18,6 @@ up to `IntModel.n_bytes()` (tested).
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import re
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from kws.atomic import atomic_open
 from kws.errors import KwsError
 from kws.quant.intmodel import BIASES, MATRICES, IntModel
 
-from kws.paths import BUILD, FIRMWARE, REPO  # noqa: F401
+from kws.paths import FIRMWARE
 KERNEL_DIR = FIRMWARE / "kws"
 KERNEL_FILES = ("kws_model.c", "kws_model.h", "kws_port.h", "kws_stream.c", "kws_stream.h")
 PROTO_DIR = FIRMWARE / "protocol"
@@ -211,7 +209,8 @@ def check_budget(im: IntModel, budget: int | None, what: str = "model") -> None:
 def listen_schedule(model):
     """The stream schedule the firmware is built with (kws.detect.windows; the number of instances
     stored by `kws eval --stream` in the model folder, else 2)."""
-    from kws.detect.windows import Schedule, stored_settings
+    from kws.detect.detector import stored_settings
+    from kws.detect.windows import Schedule
 
     schedule = Schedule.for_model(model, stored_settings(model)["instances"])
     schedule.check_pool_fits(model.int_model)
@@ -264,93 +263,3 @@ def export(model_folder, out_dir, sketch_name: str = DEFAULT_SKETCH, *,
         with atomic_open(sketch / fname, "w") as f:
             f.write(text)
     return sketch
-
-
-def build(model_folder, board: str = "uno", out_dir=None, sketch_name: str = DEFAULT_SKETCH, *,
-          frames: np.ndarray | None = None, budget: int | None = DEFAULT_BUDGET,
-          sim: bool = False, baud: int | None = None, max_frames: int = 1):
-    """Export and compile for a board profile (firmware/avr.mk); return the
-    kws.targets.avr.simboard.Firmware (.elf, .hex, flash and RAM use; .baud is the sketch's serial speed).
-    Sketch: `out_dir/src/<sketch>/`, build folder: `out_dir/<sketch>-<board>/` (default
-    out_dir: build/fw). `baud`, `max_frames`: see export()."""
-    from kws.targets.avr.simboard import ensure_built
-
-    model = _load(model_folder)
-    flash_max = board_flash(board)
-    n = model.int_model.n_bytes()
-    if n > flash_max:   # avr-gcc fails on such arrays with obscure messages: say it plainly
-        raise KwsError(f"model {model.name!r} is {n} bytes, more than the {board}'s whole "
-                       f"flash for sketches ({flash_max} bytes) by {n - flash_max} bytes")
-    out_dir = Path(out_dir) if out_dir else BUILD / "fw"
-    sketch = export(model, out_dir / "src", sketch_name, frames=frames, budget=budget,
-                    baud=baud, max_frames=max_frames)
-    try:
-        fw = ensure_built(sketch, out_dir / f"{sketch_name}-{board}", board=board, sim=sim)
-    except KwsError as e:
-        m = re.search(r"region `?text'? overflowed by (\d+) bytes", str(e))
-        if m:
-            raise KwsError(f"the firmware for {board} with model {model.name!r} ({n} bytes) "
-                           f"does not fit the flash: over by {m[1]} bytes") from None
-        raise
-    check_firmware_fits(fw, board)
-    return dataclasses.replace(fw, baud=int(baud)) if baud is not None else fw
-
-
-def board_flash(board: str) -> int:
-    """Flash bytes a sketch may use on a board profile (firmware/avr.mk FLASH_MAX)."""
-    from kws.targets.avr.simboard import _make
-
-    return int(_make([f"BOARD={board}", "print-FLASH_MAX"], f"board profile {board}").split()[0])
-
-
-def check_firmware_fits(fw, board: str) -> None:
-    """Refuse a built firmware over the board's flash or RAM; its .hex is removed, so
-    `kws flash` cannot upload it."""
-    for what, used, limit in (("flash", fw.flash, fw.flash_max), ("RAM", fw.ram, fw.ram_max)):
-        if used > limit:
-            Path(fw.hex).unlink(missing_ok=True)
-            raise KwsError(f"the firmware for {board} needs {used} bytes of {what}, the board "
-                           f"has {limit}: over by {used - limit} bytes")
-
-
-def firmware_size(model, board: str = "uno", fw=None) -> dict:
-    """Flash and static RAM of the firmware `kws build --board <board>` makes for `model` (the
-    one a user flashes): the one figure that `kws build`, `kws verify`, `kws eval --board`,
-    `kws bench` and the demo print. A simulated board runs a build at a faster baud whose code
-    differs by a few bytes; its size is never reported. `fw`: that build, when already made
-    (`kws build`), else it is made in build/size/ (make keeps it while it is up to date)."""
-    if fw is None:
-        model = _load(model)
-        fw = build(model, board, BUILD / "size" / f"{model.hash[:16]}-{board}",
-                   budget=None)
-    return {"board": board, "flash": fw.flash, "flash_max": fw.flash_max,
-            "ram": fw.ram, "ram_max": fw.ram_max}
-
-
-def format_size(size: dict) -> str:
-    """`firmware_size` in one line."""
-    return (f"flash {size['flash']:,} / {size['flash_max']:,} bytes, static RAM "
-            f"{size['ram']:,} / {size['ram_max']:,} bytes"
-            + (f" ({size['board']} build)" if size.get("board") else ""))
-
-
-def model_symbol_sizes(elf: str | os.PathLike) -> dict[str, int]:
-    """Sizes of the model's data symbols (kws_W1, kws_W1_mask, ..., kws_params) in an ELF,
-    from `avr-nm --size-sort -S` (the names IntModel.firmware_arrays uses, prefixed kws_)."""
-    import subprocess
-
-    try:
-        r = subprocess.run(["avr-nm", "--size-sort", "-S", str(elf)], capture_output=True,
-                           text=True)
-    except FileNotFoundError as e:
-        raise KwsError("avr-nm is missing: install gcc-avr (make setup)") from e
-    if r.returncode != 0:
-        raise KwsError(f"avr-nm {elf}: {r.stderr.strip()}")
-    names = {f"kws_{m}" for m in MATRICES} | {f"kws_{m}_mask" for m in MATRICES} \
-        | {f"kws_{b}" for b in BIASES} | {"kws_params"}
-    sizes = {}
-    for line in r.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[3] in names and parts[2] in "rRdDtT":
-            sizes[parts[3]] = int(parts[1], 16)
-    return sizes

@@ -118,21 +118,3 @@ class WindowRunner:
                 result = self.pooled[k].copy()
         self.frame += 1
         return result
-
-
-DEFAULT_SETTINGS = {"threshold": 0.7, "instances": 2}
-
-
-def stored_settings(model) -> dict:
-    """The listening settings chosen by `kws eval --stream` (the model folder's
-    detector.json), or the defaults when there are none."""
-    import json
-
-    path = model.folder / "detector.json" if getattr(model, "folder", None) else None
-    if path is None or not path.exists():
-        return dict(DEFAULT_SETTINGS)
-    try:
-        doc = json.loads(path.read_text())
-        return {"threshold": float(doc["threshold"]), "instances": int(doc["instances"])}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise KwsError(f"{path}: not a readable detector file ({e})") from None

@@ -5,7 +5,8 @@
         r = board.infer(frame)              # InferReply: scores [1, classes], cycles, t
         board.stats()                       # Stats: cycles, stack, error counters
 
-    with open_boards("sim", model, n=2) as boards:   # simulated boards (firmware built first)
+    with open_boards("sim", model, n=2, sim=sim) as boards:   # simulated boards running a
+        ...                     # firmware built by the caller (kws.targets.build.simulation)
         ...
 
 The URL may be a device (`/dev/ttyUSB0`), a pty path (the simulated board) or anything
@@ -54,9 +55,7 @@ import numpy as np
 from kws.link import protocol as P
 from kws.errors import KwsError
 
-from kws.paths import BUILD, FIRMWARE, REPO  # noqa: F401
-SIM_BAUD = 1_000_000  # the simulated board's link: exact at 16 MHz (U2X, UBRR 1)
-BOOT_WAIT_DEVICE = 3.0  # a real Uno resets when the port opens; optiboot waits ~1 s
+BOOT_WAIT_DEVICE = 3.0  # default wait after opening a device (callers pass their target's)
 CLEAN_RTO = 0.25        # the wait for a reply on a line that has shown no damage (s)
 NOISY_REQUESTS = 100    # requests after the last damaged frame during which the line is noisy
 MIN_RTO = 0.002         # the shortest wait for a reply on a noisy line (s)
@@ -115,12 +114,12 @@ class Board(AbstractContextManager):
 
     def __init__(self, url: str, baud: int = 115200, *, timeout: float = 1.0, retries: int = 4,
                  boot_wait: float | None = None, owner=None,
-                 max_attempts: int = MAX_ATTEMPTS):
+                 max_attempts: int = MAX_ATTEMPTS, device_boot_wait: float = BOOT_WAIT_DEVICE):
         self.url, self.baud = str(url), int(baud)
         self.timeout, self.retries = float(timeout), int(retries)
         self.max_attempts = int(max_attempts)
         is_device = self.url.startswith("/dev/tty") and not self.url.startswith("/dev/pts")
-        self.boot_wait = BOOT_WAIT_DEVICE if boot_wait is None and is_device else (boot_wait or 0)
+        self.boot_wait = device_boot_wait if boot_wait is None and is_device else (boot_wait or 0)
         self.owner = owner              # e.g. the SimBoard process, closed with us
         self.port = None
         self._fd: int | None = None     # the port's file descriptor, to wait with select()
@@ -492,39 +491,26 @@ def check_identity(ident: P.Identity, model, url: str) -> None:
 
 # --- simulated boards ------------------------------------------------------------------------
 
-def build_sim_firmware(model, *, baud: int = SIM_BAUD, out_dir=None, max_frames: int = 1,
-                       profile: str = "uno"):
-    """The protocol firmware for `model`, built for a simulated board `profile` (its F_CPU;
-    firmware/avr.mk) at `baud`."""
-    from kws.codegen.export import build
-
-    if out_dir is None:
-        out_dir = BUILD / "sim-fw" / f"{model.hash[:16]}-{profile}-{baud}-{max_frames}"
-    return build(model, profile, out_dir, sim=True, baud=baud, max_frames=max_frames,
-                 budget=None)
-
-
-def open_sim_board(fw, model=None, *, timeout: float = 1.0, retries: int = 4,
+def open_sim_board(sim, model=None, *, timeout: float = 1.0, retries: int = 4,
                    faults=None, fault_seed=0, cut_after: int | None = None,
                    cut: str = "silent") -> Board:
-    """Start a simulated board running `fw` (kws.targets.avr.simboard.Firmware) and connect to it.
+    """Start one simulated board (`sim`: what kws.targets.build.simulation returns: .start()
+    gives a running simulator with .port and .close(), .baud its line speed) and connect to it.
     `faults` (a rate, "flip=..,drop=..,insert=..", or kws.link.faultproxy.Faults) or `cut_after`:
     talk to it through a kws.link.faultproxy.FaultProxy (board.owner; .counters())."""
-    from kws.targets.avr.simboard import SimBoard
-
-    sim = SimBoard(fw.elf, freq=fw.f_cpu).start()
-    owner, port = sim, sim.port
+    handle = sim.start()
+    owner, port = handle, handle.port
     if faults is not None or cut_after is not None:
         from kws.link.faultproxy import FaultProxy
 
         try:
-            owner = FaultProxy(sim.port, faults or 0, seed=fault_seed, cut_after=cut_after,
-                               cut=cut, owner=sim).start()
+            owner = FaultProxy(handle.port, faults or 0, seed=fault_seed, cut_after=cut_after,
+                               cut=cut, owner=handle).start()
         except BaseException:
-            sim.close()
+            handle.close()
             raise
         port = owner.port
-    board = Board(port, fw.baud, timeout=timeout, retries=retries, owner=owner)
+    board = Board(port, sim.baud, timeout=timeout, retries=retries, owner=owner)
     return board.open(model)
 
 
@@ -548,28 +534,27 @@ class BoardSet(AbstractContextManager, list):
 
 
 def open_boards(spec: str, model, n: int = 1, *, baud: int | None = None,
-                timeout: float | None = None, retries: int = 4, fw=None,
-                build_dir=None, max_frames: int = 1, faults=None, fault_seed=0,
-                cut_after: int | None = None, cut: str = "silent",
-                profile: str = "uno") -> BoardSet:
-    """`spec` "sim": n simulated boards of a board `profile` (the firmware is built first,
-    or `fw` used);
-    otherwise one or more serial URLs separated by commas (`n` must not exceed them).
+                timeout: float | None = None, retries: int = 4, sim=None,
+                faults=None, fault_seed=0, cut_after: int | None = None, cut: str = "silent",
+                device_boot_wait: float = BOOT_WAIT_DEVICE) -> BoardSet:
+    """`spec` "sim": n simulated boards started from `sim` (kws.targets.build.simulation: the
+    firmware is built by the caller, never here); otherwise one or more serial URLs separated
+    by commas (`n` must not exceed them; `device_boot_wait`: the target's, see Board).
     `faults`, `cut_after`: simulated boards only, each behind its own fault proxy (seeded
     fault_seed, fault_seed + 1, ...; open_sim_board)."""
     if (faults is not None or cut_after is not None) and spec != "sim":
         raise KwsError("fault injection (--faults, --fault-cut) works on simulated boards "
                        "only: use --board sim")
+    if spec == "sim" and sim is None:
+        raise KwsError("simulated boards need a built firmware: pass sim= "
+                       "(kws.targets.build.simulation)")
     boards = BoardSet()
     try:
         if spec == "sim":
-            if fw is None:
-                fw = build_sim_firmware(model, baud=baud or SIM_BAUD, out_dir=build_dir,
-                                        max_frames=max_frames, profile=profile)
-            boards.firmware = fw
+            boards.firmware = sim.firmware
             for i in range(max(1, n)):
                 boards.append(open_sim_board(
-                    fw, model, timeout=timeout or 1.0, retries=retries, faults=faults,
+                    sim, model, timeout=timeout or 1.0, retries=retries, faults=faults,
                     fault_seed=(fault_seed + i if isinstance(fault_seed, int) else fault_seed),
                     cut_after=cut_after, cut=cut))
         else:
@@ -580,7 +565,8 @@ def open_boards(spec: str, model, n: int = 1, *, baud: int | None = None,
                                "comma-separated")
             for url in urls:
                 boards.append(Board(url, baud or 115200, timeout=timeout or 1.0,
-                                    retries=retries).open(model))
+                                    retries=retries,
+                                    device_boot_wait=device_boot_wait).open(model))
     except BaseException:
         boards.close()
         raise

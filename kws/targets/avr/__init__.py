@@ -1,0 +1,1 @@
+"""The AVR target: kws.targets.avr.target.AvrTarget (build, sizes, flash, simulate)."""

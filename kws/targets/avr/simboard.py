@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kws.errors import KwsError
+from kws.targets.base import Firmware  # noqa: F401  (built here, defined for every target)
 
 from kws.paths import BUILD, FIRMWARE, REPO  # noqa: F401
 AVR_MK = FIRMWARE / "avr.mk"
@@ -58,22 +59,6 @@ class Stamp:
     reg: str
     value: int
     cycle: int
-
-
-@dataclass(frozen=True)
-class Firmware:
-    """A built sketch and what the board profile says about it."""
-
-    elf: Path
-    hex: Path
-    sim: Path | None
-    board: str
-    baud: int
-    f_cpu: int
-    flash: int        # bytes used (.text + .data)
-    flash_max: int    # bytes available to the sketch on this board
-    ram: int          # static RAM (.data + .bss + .noinit)
-    ram_max: int
 
 
 def _make(args: list[str], what: str) -> str:

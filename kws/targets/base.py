@@ -1,0 +1,72 @@
+"""What a target (a family of boards) must provide: the interface every board family
+implements, and the built firmware it hands on.
+
+A target owns everything that depends on the chip and its toolchain: its board profiles, how
+a generated sketch folder (kws.codegen) is compiled, the sizes of the model's symbols in the
+binary, how a binary is flashed, how it is simulated, how long a real board needs after the
+port opens, and how the firmware counts cycles. The rest of kws asks `kws.targets` for a
+target by profile name and never names a toolchain. docs/ARCHITECTURE.md: how to add one.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """A built sketch and what the board profile says about it."""
+
+    elf: Path
+    hex: Path
+    sim: Path | None
+    board: str
+    baud: int
+    f_cpu: int
+    flash: int        # bytes used (.text + .data)
+    flash_max: int    # bytes available to the sketch on this board
+    ram: int          # static RAM (.data + .bss + .noinit)
+    ram_max: int
+
+
+class Target(ABC):
+    """A board family. Profiles are the board names a user types (`--board uno`)."""
+
+    name: str                 # "avr"
+    profiles: tuple[str, ...]  # the board profiles, the first is the default
+    boot_wait: float          # seconds a real board needs after its port opens (a reset)
+    cycle_counter: str        # what the firmware's cycle figures count (docs, reports)
+    sim_profile: str | None = None   # the profile `--board sim` simulates (None: no simulator)
+
+    @abstractmethod
+    def profile_info(self, profile: str) -> tuple[int, int]:
+        """(serial baud, CPU clock in Hz) of a board profile."""
+
+    @abstractmethod
+    def flash_max(self, profile: str) -> int:
+        """Flash bytes a sketch may use on a board profile."""
+
+    @abstractmethod
+    def compile(self, sketch: Path, out: Path, profile: str, *, sim: bool = False) -> Firmware:
+        """Compile a generated sketch folder into `out` (only what is stale); `sim`: also the
+        simulator, so that the result can be simulated."""
+
+    def explain_build_error(self, message: str) -> str | None:
+        """The number of bytes by which a failed build overflowed the flash, if it says so."""
+        return None
+
+    @abstractmethod
+    def symbol_sizes(self, elf: str | os.PathLike) -> dict[str, int]:
+        """Sizes of the model's data symbols (kws_W1, ..., kws_params) in a built binary."""
+
+    @abstractmethod
+    def flash(self, hex_path: str | os.PathLike, profile: str, port: str | None = None) -> list[str]:
+        """Upload a built binary to a board (profile "sim": a simulated one); the command run."""
+
+    @abstractmethod
+    def simulate(self, fw: Firmware):
+        """Start a simulated board running `fw`: a started handle with .port (a pty path that
+        kws.link opens like a serial port) and .close()."""
