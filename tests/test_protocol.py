@@ -212,3 +212,21 @@ def test_payload_parsers():
     assert r.hidden.tolist() == [-1, 0, 1]
     with pytest.raises(P.ProtocolError, match="expected 62"):
         P.parse_infer(payload[:-1], 12, 3)
+
+
+def test_the_committed_ids_header_is_what_the_one_source_generates():
+    """Types, errors, flags, capabilities and sizes are typed once (kws.link.protocol.C_IDS);
+    firmware/protocol/kws_proto_ids.h is generated from them, and kws_proto.h defines none
+    of them itself."""
+    import re
+
+    from kws.codegen.protoids import ids_header
+
+    assert (PROTO / "kws_proto_ids.h").read_text() == ids_header()
+    names = {name for _, _, rows in P.C_IDS for name, _, _ in rows}
+    defined = set(re.findall(r"^#define (\w+)", (PROTO / "kws_proto.h").read_text(), re.M))
+    assert not names & defined
+    for name, value in [("KWS_PROTO_HASH_BYTES", P.HASH_BYTES), ("KWS_T_ERROR", P.T_ERROR),
+                        ("KWS_PROTO_IDENT_FIXED", 38), ("KWS_PROTO_STATS_PAYLOAD", 28)]:
+        assert re.search(rf"^#define {name} (\S+)", ids_header(), re.M)[1] in (str(value),
+                                                                              f"0x{value:02X}")

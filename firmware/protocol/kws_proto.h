@@ -21,7 +21,7 @@
 
 #include <stdint.h>
 
-/* Build options of the sketch (kws.export writes kws_config.h beside this file), seen by
+/* Build options of the sketch (kws.codegen.export writes kws_config.h beside this file), seen by
  * every translation unit that includes this header, so the struct layout agrees. */
 #if defined(__has_include)
 #if __has_include("kws_config.h")
@@ -41,44 +41,14 @@
 extern "C" {
 #endif
 
-#define KWS_PROTO_VERSION 1
+/* The ids and sizes the host shares (types, errors, flags, capabilities, sizes): generated
+ * from kws/link/protocol.py, their one source (kws.codegen.protoids). */
+#include "kws_proto_ids.h"
+
 #define KWS_FW_VERSION_MAJOR 1
 #define KWS_FW_VERSION_MINOR 0
 
-/* ---- frame types (byte 0). A reply's type is the request's | KWS_T_REPLY. --------------- */
-#define KWS_T_IDENTIFY 0x01
-#define KWS_T_RESET 0x02
-#define KWS_T_INFER 0x03
-#define KWS_T_STATS 0x04
-#define KWS_T_LISTEN 0x05
-#define KWS_T_REPLY 0x80
-#define KWS_T_ERROR 0xFF
-
-/* ---- ERROR reply codes (payload byte 0) --------------------------------------------------- */
-#define KWS_E_CRC 1      /* CRC-16 of the frame is wrong */
-#define KWS_E_COBS 2     /* the COBS encoding is broken (a block runs past the delimiter) */
-#define KWS_E_SHORT 3    /* fewer than 5 decoded bytes */
-#define KWS_E_LENGTH 4   /* the len byte does not match the payload bytes received */
-#define KWS_E_OVERFLOW 5 /* longer than the largest request: the receive buffer is full */
-#define KWS_E_TYPE 6     /* unknown command */
-#define KWS_E_ARG 7      /* payload size or flags not valid for the command */
-
-/* ---- INFER request flags (payload byte 0) -------------------------------------------------- */
-#define KWS_F_RESET 0x01  /* h = 0 before the first frame */
-#define KWS_F_HIDDEN 0x02 /* append the hidden state after the last frame */
-#define KWS_F_KNOWN (KWS_F_RESET | KWS_F_HIDDEN)
-
-/* ---- IDENTIFY capability bits --------------------------------------------------------------- */
-#define KWS_CAP_TIMER 0x01  /* cycles are measured (kws_th_timer_*), not 0 */
-#define KWS_CAP_HIDDEN 0x02 /* KWS_F_HIDDEN fits into a reply */
-#define KWS_CAP_STACK 0x04  /* STATS reports a stack high-water mark */
-#define KWS_CAP_LISTEN 0x08 /* LISTEN runs the stream schedule (kws_stream.h) */
-
-/* ---- sizes ----------------------------------------------------------------------------------- */
-#define KWS_PROTO_HEADER 3   /* type, seq, len */
-#define KWS_PROTO_OVERHEAD 5 /* header + CRC-16 */
-#define KWS_PROTO_MAX_PAYLOAD 255
-#define KWS_PROTO_HASH_BYTES 16
+#define KWS_F_KNOWN (KWS_F_RESET | KWS_F_HIDDEN)  /* the INFER flags this firmware knows */
 
 /* Frames per INFER request (the port may raise it; RAM grows by KWS_N_IN per frame). */
 #ifndef KWS_PROTO_MAX_FRAMES
@@ -95,9 +65,7 @@ extern "C" {
 #define KWS_PROTO_INFER_SCORES (KWS_PROTO_INFER_FIXED + \
                                 KWS_PROTO_MAX_FRAMES * KWS_PROTO_INFER_PER_FRAME)
 #define KWS_PROTO_INFER_HIDDEN (KWS_PROTO_INFER_SCORES + 2 * KWS_HIDDEN)
-/* IDENTIFY reply payload: fixed fields, then the class names (as many as fit) */
-#define KWS_PROTO_IDENT_FIXED 38
-#define KWS_PROTO_STATS_PAYLOAD 28
+/* IDENTIFY reply payload: KWS_PROTO_IDENT_FIXED, then the class names (as many as fit) */
 /* LISTEN reply payload: ended, flags, frame within the period (u16), cycles (u32), then the
  * ended window's pooled scores (int32 each) */
 #define KWS_PROTO_LISTEN_FIXED 8

@@ -2,7 +2,8 @@
 
     export("models/default", "build/sketch")  ->  build/sketch/kws_sketch/
         kws_sketch.ino    the board layer: serial, Timer1, stack (firmware/sketch/template.ino)
-        kws_proto.{c,h}   the serial protocol: frame decoder + dispatcher (firmware/protocol/)
+        kws_proto.{c,h}   the serial protocol: frame decoder + dispatcher (firmware/protocol/),
+        kws_proto_ids.h   its ids and sizes, generated from kws.link.protocol (kws.codegen.protoids)
         kws_model.{c,h}   the portable C kernel (copies of firmware/kws/)
         kws_port.h        PROGMEM on AVR, plain const elsewhere
         model_data.h      GENERATED: every array, shape, shift, format, class name, feature
@@ -26,17 +27,17 @@ import numpy as np
 from kws.quant.arith import QA, QH
 from kws.atomic import atomic_open
 from kws.errors import KwsError
+from kws.link.protocol import HASH_BYTES  # the model-hash prefix the firmware reports
 from kws.quant.intmodel import BIASES, MATRICES, IntModel
 
 from kws.paths import FIRMWARE
 KERNEL_DIR = FIRMWARE / "kws"
 KERNEL_FILES = ("kws_model.c", "kws_model.h", "kws_port.h", "kws_stream.c", "kws_stream.h")
 PROTO_DIR = FIRMWARE / "protocol"
-PROTO_FILES = ("kws_proto.c", "kws_proto.h")
+PROTO_FILES = ("kws_proto.c", "kws_proto.h", "kws_proto_ids.h")
 TEMPLATE = FIRMWARE / "sketch" / "template.ino"
 DEFAULT_SKETCH = "kws_sketch"
 DEFAULT_BUDGET = 1024
-HASH_BYTES = 16  # the model-hash prefix the firmware reports (kws_proto.h KWS_PROTO_HASH_BYTES)
 
 _SKETCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 

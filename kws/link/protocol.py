@@ -41,6 +41,40 @@ HEADER, OVERHEAD, MAX_PAYLOAD, HASH_BYTES = 3, 5, 255, 16
 # the longest COBS-encoded frame: OVERHEAD + MAX_PAYLOAD bytes, plus one code byte per 254
 MAX_ENCODED = OVERHEAD + MAX_PAYLOAD + (OVERHEAD + MAX_PAYLOAD) // 254 + 1
 
+# The ids the firmware shares, in one place: kws.codegen.protoids writes them into
+# firmware/protocol/kws_proto_ids.h (tests/test_protocol.py checks the committed file).
+# (section, C format, [(C name, value, comment)]); the payload sizes follow _IDENT / _STATS.
+C_IDS = (
+    ("protocol version (IDENTIFY byte 0)", "d", [("KWS_PROTO_VERSION", PROTOCOL_VERSION, "")]),
+    ("frame types (byte 0). A reply's type is the request's | KWS_T_REPLY.", "x", [
+        ("KWS_T_IDENTIFY", T_IDENTIFY, ""), ("KWS_T_RESET", T_RESET, ""),
+        ("KWS_T_INFER", T_INFER, ""), ("KWS_T_STATS", T_STATS, ""),
+        ("KWS_T_LISTEN", T_LISTEN, ""), ("KWS_T_REPLY", T_REPLY, ""),
+        ("KWS_T_ERROR", T_ERROR, "")]),
+    ("ERROR reply codes (payload byte 0)", "d", [
+        ("KWS_E_CRC", E_CRC, "CRC-16 of the frame is wrong"),
+        ("KWS_E_COBS", E_COBS, "the COBS encoding is broken (a block runs past the delimiter)"),
+        ("KWS_E_SHORT", E_SHORT, "fewer than 5 decoded bytes"),
+        ("KWS_E_LENGTH", E_LENGTH, "the len byte does not match the payload bytes received"),
+        ("KWS_E_OVERFLOW", E_OVERFLOW,
+         "longer than the largest request: the receive buffer is full"),
+        ("KWS_E_TYPE", E_TYPE, "unknown command"),
+        ("KWS_E_ARG", E_ARG, "payload size or flags not valid for the command")]),
+    ("INFER request flags (payload byte 0)", "x", [
+        ("KWS_F_RESET", F_RESET, "h = 0 before the first frame"),
+        ("KWS_F_HIDDEN", F_HIDDEN, "append the hidden state after the last frame")]),
+    ("IDENTIFY capability bits", "x", [
+        ("KWS_CAP_TIMER", CAP_TIMER, "cycles are measured (kws_th_timer_*), not 0"),
+        ("KWS_CAP_HIDDEN", CAP_HIDDEN, "KWS_F_HIDDEN fits into a reply"),
+        ("KWS_CAP_STACK", CAP_STACK, "STATS reports a stack high-water mark"),
+        ("KWS_CAP_LISTEN", CAP_LISTEN, "LISTEN runs the stream schedule (kws_stream.h)")]),
+    ("sizes", "d", [
+        ("KWS_PROTO_HEADER", HEADER, "type, seq, len"),
+        ("KWS_PROTO_OVERHEAD", OVERHEAD, "header + CRC-16"),
+        ("KWS_PROTO_MAX_PAYLOAD", MAX_PAYLOAD, ""),
+        ("KWS_PROTO_HASH_BYTES", HASH_BYTES, "the model-hash prefix IDENTIFY reports")]),
+)
+
 
 class ProtocolError(KwsError):
     """A frame or payload that does not decode: bad framing, CRC, length or contents."""
@@ -244,6 +278,9 @@ class Stats:
 
 _IDENT = struct.Struct("<BBBB16sBBBBIIHBBBB")
 _STATS = struct.Struct("<IIIHHHHHHHH")
+C_IDS += (("payload sizes (kws/link/protocol.py _IDENT, _STATS)", "d", [
+    ("KWS_PROTO_IDENT_FIXED", _IDENT.size, "IDENTIFY reply before the class names"),
+    ("KWS_PROTO_STATS_PAYLOAD", _STATS.size, "STATS reply")]),)
 
 
 def parse_identify(payload: bytes) -> Identity:
