@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from kws.data.tasks import TASKS
 from kws.errors import KwsError
 
 
@@ -71,8 +72,6 @@ class DataConfig:
     fold: int = 0                  # ... and which one is this run's `testing` split
 
     def __post_init__(self):
-        from kws.data.dataset import TASKS  # local: dataset imports this module
-
         if self.task not in TASKS:
             raise KwsError(f"data.task must be one of {sorted(TASKS)}, not {self.task!r}")
         if self.split not in ("auto", "official", "speakers"):

@@ -26,3 +26,19 @@ def _build_dir() -> Path:
 
 
 BUILD = _build_dir()
+
+
+def firmware_module(relative: str):
+    """A Python helper of the firmware tree (e.g. "tests/golden.py", the kernel's golden
+    vectors), imported once under the name kws_<stem>."""
+    import importlib.util
+    import sys
+
+    name = "kws_" + Path(relative).stem
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, FIRMWARE / relative)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod

@@ -57,7 +57,7 @@ def test_optiboot_hex_fits_the_boot_section(boot):
     assert image[0x7FFE:0x8000] == bytes([4, 4])          # optiboot version 4.4
     # Debian's own hex is used when it fits; the one arduino-core-avr 1.8.7 ships does not
     # (532 bytes of code from 0x7E00: past the end of the flash), and then the same source
-    # is built (firmware/sim/Makefile, target optiboot).
+    # is built (firmware/ports/avr/sim/Makefile, target optiboot).
     problem = bootloader_problem(DEBIAN_OPTIBOOT_HEX) if DEBIAN_OPTIBOOT_HEX.is_file() else "-"
     assert (boot == DEBIAN_OPTIBOOT_HEX) == (problem is None)
 
@@ -116,7 +116,7 @@ def test_avrdude_verification_sees_other_flash_contents(app, boot):
     # A board flashed before (the sketch loaded with the bootloader), reset into optiboot:
     # avrdude's read-back must find that the echo example is not what is in the flash.
     model, fw = app
-    other = ensure_built(REPO / "firmware" / "examples" / "echo", fw.hex.parent.parent / "echo",
+    other = ensure_built(REPO / "firmware" / "ports" / "avr" / "examples" / "echo", fw.hex.parent.parent / "echo",
                          board="uno", sim=False)
     with SimBoard(fw.elf, boot=boot, wait_input=True) as sim:
         cmd = avrdude_command(other.hex, sim.port, "uno")

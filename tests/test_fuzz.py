@@ -1,5 +1,5 @@
 """The protocol fuzzer (firmware/fuzz/): the firmware's frame decoder, dispatcher, kernel and
-stream schedule (LISTEN, firmware/kws/kws_stream.c), built on the host with clang's libFuzzer,
+stream schedule (LISTEN, firmware/kernel/kws_stream.c), built on the host with clang's libFuzzer,
 AddressSanitizer and UndefinedBehaviorSanitizer (aborting on any report), driven byte by byte
 as the board does, with the harness's own model of PROTOCOL.md checking every reply
 (firmware/fuzz/fuzz_proto.c).
@@ -154,7 +154,7 @@ def test_bounded_fuzz(fuzzers, tmp_path, record_property):
 
 # Deliberately broken firmware: each must be caught by the corpus alone (the `shipped`
 # configuration: LISTEN's 50-frame schedule). name: (file, text, replacement, report).
-PROTO, STREAM = "firmware/protocol/kws_proto.c", "firmware/kws/kws_stream.c"
+PROTO, STREAM = "firmware/protocol/kws_proto.c", "firmware/kernel/kws_stream.c"
 MUTANTS = {
     "resend-steps-again": (PROTO, "if (p->have_last && type == p->last_type",
                            "if (0 && p->have_last && type == p->last_type", "INVARIANT"),

@@ -203,11 +203,11 @@ def test_unwritable_output_is_one_line(capsys, work, model):
     one_line_error(code, err, "afile")
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="needs make (firmware/avr.mk)")
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make (firmware/ports/avr/avr.mk)")
 def test_build_of_a_model_over_the_boards_flash(capsys, work):
     big = work / "big"
     n = make_model(big, hidden=200, rank_w=32, rank_u=200)["bytes"]["total"]
-    flash = 32256                                  # firmware/avr.mk uno_FLASH
+    flash = 32256                                  # firmware/ports/avr/avr.mk uno_FLASH
     code, _, err = kws(capsys, "build", "--model", big, "--out", work / "fw",
                        "--budget", 10 ** 6)
     one_line_error(code, err, f"is {n} bytes", f"flash for sketches ({flash} bytes)",

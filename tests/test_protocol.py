@@ -2,7 +2,6 @@
 compiled on the host (firmware/protocol/test_proto.c, under the sanitizers), and the host
 side (kws.link.protocol): CRC-16, COBS, frames, the stream reader, payloads."""
 
-import importlib.util
 import random
 import shutil
 import subprocess
@@ -14,26 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kws.link import protocol as P
+from kws.paths import firmware_module
 from kws.data.dataset import TASKS
 from kws.errors import KwsError
 from kws.codegen.export import model_header
 from kws.targets.avr.simboard import REPO
 
 PROTO = REPO / "firmware" / "protocol"
-KERNEL = REPO / "firmware" / "kws"
+KERNEL = REPO / "firmware" / "kernel"
 CFLAGS = ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 
 
-def _golden():
-    spec = importlib.util.spec_from_file_location("kws_golden", REPO / "firmware" / "tests" /
-                                                  "golden.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("kws_golden", mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-golden = _golden()
+golden = firmware_module("tests/golden.py")
 
 
 def sanitizers(cc):

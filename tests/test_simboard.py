@@ -1,4 +1,4 @@
-"""The AVR build (firmware/avr.mk) and the simulated board (kws-sim + kws.targets.avr.simboard)."""
+"""The AVR build (firmware/ports/avr/avr.mk) and the simulated board (kws-sim + kws.targets.avr.simboard)."""
 
 import os
 import subprocess
@@ -10,7 +10,7 @@ import serial
 from kws.errors import KwsError
 from kws.targets.avr.simboard import REPO, SimBoard, board_info, elf_size, ensure_built
 
-ECHO = REPO / "firmware" / "examples" / "echo"
+ECHO = REPO / "firmware" / "ports" / "avr" / "examples" / "echo"
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_missing_elf(tmp_path, fw):
 
 
 def test_missing_bridge(tmp_path, fw):
-    with pytest.raises(KwsError, match="make -f firmware/avr.mk sim"):
+    with pytest.raises(KwsError, match="make -f firmware/ports/avr/avr.mk sim"):
         SimBoard(fw.elf, sim=tmp_path / "kws-sim").start()
 
 
@@ -122,7 +122,7 @@ def test_the_avr_targets_profiles_are_avr_mks_boards_and_the_clis_choices():
     from kws.cli import build_parser
     from kws.targets import board_profiles, target_for
 
-    mk = (REPO / "firmware" / "avr.mk").read_text()
+    mk = (REPO / "firmware" / "ports" / "avr" / "avr.mk").read_text()
     boards = re.search(r"^BOARDS\s*:=\s*(.*)$", mk, re.M)[1].split()
     assert list(target_for("uno").profiles) == boards == board_profiles()
     build = build_parser()._subparsers._group_actions[0].choices["build"]

@@ -4,8 +4,8 @@
  * One input is every byte a board receives from boot on. Each byte goes to kws_proto_feed()
  * as the sketch gives it, and every reply is taken out with kws_proto_emit(). The code under
  * test is the real decoder and dispatcher (firmware/protocol/kws_proto.c), the real kernel
- * (firmware/kws/kws_model.c with a generated model_data.h) and the real stream schedule
- * behind LISTEN (firmware/kws/kws_stream.c, with the configuration's generated kws_config.h:
+ * (firmware/kernel/kws_model.c with a generated model_data.h) and the real stream schedule
+ * behind LISTEN (firmware/kernel/kws_stream.c, with the configuration's generated kws_config.h:
  * every fuzz configuration defines KWS_STREAM_*), built with
  * -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all (firmware/fuzz/Makefile).
  *

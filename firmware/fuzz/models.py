@@ -26,7 +26,6 @@ written by the same config_header as a sketch's):
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -37,16 +36,8 @@ if str(REPO) not in sys.path:
 from kws.data.dataset import TASKS  # noqa: E402
 from kws.codegen.export import config_header, listen_schedule, model_header  # noqa: E402
 from kws.quant.modelfile import load_model  # noqa: E402
+from kws.paths import firmware_module  # noqa: E402
 from kws.detect.windows import Schedule  # noqa: E402
-
-
-def _golden():
-    spec = importlib.util.spec_from_file_location("kws_golden", REPO / "firmware" / "tests" /
-                                                  "golden.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("kws_golden", mod)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _shipped():
@@ -60,7 +51,7 @@ def headers() -> dict[str, str]:
                                    features=shipped.features,
                                    pool_frames=shipped.pool_frames)}
     sparse = dict.fromkeys(("W1", "W2", "U1", "U2"), 0.25)
-    im = _golden().random_model(3, 4, hidden=17, rank_w=5, rank_u=3, n_classes=35,
+    im = firmware_module("tests/golden.py").random_model(3, 4, hidden=17, rank_w=5, rank_u=3, n_classes=35,
                                 density=sparse)
     words = [f"{w}_keyword" for w in TASKS["35"].classes]
     out["names35"] = model_header(im, name="names35", model_hash="0123456789abcdef" * 4,

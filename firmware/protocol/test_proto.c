@@ -1,8 +1,8 @@
 /*
  * test_proto.c: host test of the protocol's frame decoder and dispatcher (kws_proto.c).
  *
- *   cc -std=c99 -I<dir with model_data.h> -Ifirmware/kws -Ifirmware/protocol \
- *      firmware/protocol/test_proto.c firmware/protocol/kws_proto.c firmware/kws/kws_model.c
+ *   cc -std=c99 -I<dir with model_data.h> -Ifirmware/kernel -Ifirmware/protocol \
+ *      firmware/protocol/test_proto.c firmware/protocol/kws_proto.c firmware/kernel/kws_model.c
  *   ./a.out            -> "ok: N checks" and exit 0, or "FAIL ..." lines and exit 1
  *
  * Needs a model_data.h with KWS_N_IN >= 2 (tests/test_protocol.py generates one). The

@@ -3,8 +3,8 @@
  * (IntModel.run), written by firmware/tests/golden.py next to the model_data.h this file is
  * compiled with:
  *
- *   cc -std=c99 -Wall -Wextra -Werror -pedantic -I<case> -Ifirmware/kws \
- *      firmware/tests/test_kernel.c firmware/kws/kws_model.c -o test_kernel
+ *   cc -std=c99 -Wall -Wextra -Werror -pedantic -I<case> -Ifirmware/kernel \
+ *      firmware/tests/test_kernel.c firmware/kernel/kws_model.c -o test_kernel
  *   ./test_kernel <case>/golden.bin
  *
  * golden.bin, little endian: "KWSG", int32 n_in, hidden, n_classes, n_seq, n_frames; then per

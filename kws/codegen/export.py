@@ -1,10 +1,10 @@
 """Turn a shipped model into an Arduino sketch folder: `kws export` (and `kws build`).
 
     export("models/default", "build/sketch")  ->  build/sketch/kws_sketch/
-        kws_sketch.ino    the board layer: serial, Timer1, stack (firmware/sketch/template.ino)
+        kws_sketch.ino    the board layer: serial, Timer1, stack (firmware/ports/avr/template.ino)
         kws_proto.{c,h}   the serial protocol: frame decoder + dispatcher (firmware/protocol/),
         kws_proto_ids.h   its ids and sizes, generated from kws.link.protocol (kws.codegen.protoids)
-        kws_model.{c,h}   the portable C kernel (copies of firmware/kws/)
+        kws_model.{c,h}   the portable C kernel (copies of firmware/kernel/)
         kws_port.h        PROGMEM on AVR, plain const elsewhere
         model_data.h      GENERATED: every array, shape, shift, format, class name, feature
                           constant and the model hash (Python owns every constant)
@@ -12,7 +12,7 @@
 
 The firmware speaks the protocol of firmware/PROTOCOL.md (kws.link.protocol, kws.link.board): the host
 streams int8 frames and gets every frame's scores back (`kws verify`). The Arduino IDE and
-arduino-cli open the folder as is; `firmware/avr.mk` builds it. The arrays are
+arduino-cli open the folder as is; `firmware/ports/avr/avr.mk` builds it. The arrays are
 `IntModel.firmware_arrays()` byte for byte, so the sizes of the kws_* symbols in the ELF add
 up to `IntModel.n_bytes()` (tested).
 """
@@ -31,11 +31,11 @@ from kws.link.protocol import HASH_BYTES  # the model-hash prefix the firmware r
 from kws.quant.intmodel import BIASES, MATRICES, IntModel
 
 from kws.paths import FIRMWARE
-KERNEL_DIR = FIRMWARE / "kws"
+KERNEL_DIR = FIRMWARE / "kernel"
 KERNEL_FILES = ("kws_model.c", "kws_model.h", "kws_port.h", "kws_stream.c", "kws_stream.h")
 PROTO_DIR = FIRMWARE / "protocol"
 PROTO_FILES = ("kws_proto.c", "kws_proto.h", "kws_proto_ids.h")
-TEMPLATE = FIRMWARE / "sketch" / "template.ino"
+TEMPLATE = FIRMWARE / "ports" / "avr" / "template.ino"
 DEFAULT_SKETCH = "kws_sketch"
 DEFAULT_BUDGET = 1024
 
@@ -179,7 +179,7 @@ def config_header(baud: int | None = None, max_frames: int = 1, schedule=None) -
         out.append(f"#define KWS_CONFIG_BAUD {int(baud)}UL  /* serial speed (not the profile's) */")
     out.append(f"#define KWS_PROTO_MAX_FRAMES {int(max_frames)}  /* frames per INFER request */")
     if schedule is not None:   # LISTEN: the stream schedule of kws.detect.windows
-        out += ["", "/* listening to a stream: kws/detect/windows.py, firmware/kws/kws_stream.h */"]
+        out += ["", "/* listening to a stream: kws/detect/windows.py, firmware/kernel/kws_stream.h */"]
         out += [f"#define {k} {v}" for k, v in schedule.constants().items()]
     out += ["", "#endif", ""]
     return "\n".join(out)
@@ -225,16 +225,13 @@ def _load(model):
 
 
 def export(model_folder, out_dir, sketch_name: str = DEFAULT_SKETCH, *,
-           frames: np.ndarray | None = None, budget: int | None = DEFAULT_BUDGET,
-           baud: int | None = None, max_frames: int = 1) -> Path:
+           budget: int | None = DEFAULT_BUDGET, baud: int | None = None,
+           max_frames: int = 1) -> Path:
     """Write the sketch folder `out_dir/sketch_name/` for a model folder (or a loaded
     ShippedModel); return its path. Refuses a model over `budget` bytes (None: no limit).
     `baud`: serial speed overriding the board profile's (a simulated board can run at 1 or
-    2 Mbaud); `max_frames`: int8 frames per INFER request. `frames` is no longer supported:
-    the firmware gets its frames over the protocol (`kws verify`)."""
-    if frames is not None:
-        raise KwsError("test frames in flash are gone: the firmware streams frames over the "
-                       "serial protocol; use `kws verify --board sim` instead of --frames-from")
+    2 Mbaud); `max_frames`: int8 frames per INFER request. The firmware gets its frames over
+    the protocol (`kws verify`)."""
     model = _load(model_folder)
     if not _SKETCH_NAME.match(sketch_name):
         raise KwsError(f"bad sketch name {sketch_name!r}: letters, digits, _ . - "
@@ -257,9 +254,6 @@ def export(model_folder, out_dir, sketch_name: str = DEFAULT_SKETCH, *,
     for old in sketch.glob("*.ino"):          # a renamed sketch: one .ino per folder
         if old.name != f"{sketch_name}.ino":
             old.unlink()
-    stale = sketch / "test_frames.h"          # from the self-test firmware of earlier versions
-    if stale.exists():
-        stale.unlink()
     for fname, text in files.items():
         with atomic_open(sketch / fname, "w") as f:
             f.write(text)

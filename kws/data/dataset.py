@@ -45,36 +45,12 @@ from pathlib import Path
 import numpy as np
 
 from kws.config import DataConfig
+from kws.data.tasks import (BACKGROUND, KEYWORDS, SILENCE, TASKS, UNKNOWN,  # noqa: F401
+                            WORDS_35, Task)
 from kws.errors import KwsError
 
-KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-SILENCE, UNKNOWN, BACKGROUND = "_silence_", "_unknown_", "_background_noise_"
-WORDS_35 = KEYWORDS + (
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-    "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
-    "backward", "forward", "follow", "learn", "visual")
 SPLITS = ("training", "validation", "testing")
 AUDIO_SUFFIXES = (".wav", ".flac")
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    classes: tuple[str, ...]
-
-    def label(self, word: str) -> int | None:
-        """Class index of a word, or None if the task does not use it."""
-        if word in self.classes:
-            return self.classes.index(word)
-        if UNKNOWN in self.classes and word not in (SILENCE, BACKGROUND):
-            return self.classes.index(UNKNOWN)
-        return None
-
-
-TASKS = {
-    "v2-12": Task("v2-12", KEYWORDS + (SILENCE, UNKNOWN)),
-    "35": Task("35", WORDS_35),
-}
 
 
 @dataclass(frozen=True)

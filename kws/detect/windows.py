@@ -12,7 +12,7 @@ word leaves traces that colour the next one), so the stream is cut into windows 
 
 P is the clip length in frames rounded up to a multiple of K, so each window holds a whole
 clip's worth of audio. Cost: K model steps per frame. The board runs the same schedule
-(firmware/kws/kws_stream.c, generated constants from `Schedule.constants`); `run_windows` is
+(firmware/kernel/kws_stream.c, generated constants from `Schedule.constants`); `run_windows` is
 the batched reference, `WindowRunner` the frame-by-frame one, and they agree exactly.
 """
 

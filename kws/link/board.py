@@ -440,7 +440,7 @@ class Board(AbstractContextManager):
         return r
 
     def listen(self, frame: np.ndarray, *, reset: bool = False) -> P.ListenReply:
-        """One int8 frame [n_in] through the board's stream schedule (firmware/kws/kws_stream.h);
+        """One int8 frame [n_in] through the board's stream schedule (firmware/kernel/kws_stream.h);
         reset: start listening anew. The reply has the pooled scores when a window ended."""
         ident = self._ident()
         if not ident.caps & P.CAP_LISTEN:

@@ -14,7 +14,6 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from kws.codegen.export import DEFAULT_BUDGET, DEFAULT_SKETCH, _load, export
 from kws.errors import KwsError
@@ -26,10 +25,11 @@ SIM_BAUD = 1_000_000  # the simulated board's link: exact at 16 MHz (U2X, UBRR 1
 
 
 def build(model_folder, board: str = "uno", out_dir=None, sketch_name: str = DEFAULT_SKETCH, *,
-          frames: np.ndarray | None = None, budget: int | None = DEFAULT_BUDGET,
+          budget: int | None = DEFAULT_BUDGET,
           sim: bool = False, baud: int | None = None, max_frames: int = 1):
-    """Export and compile for a board profile (its target: AVR's
-    firmware/ports/avr/avr.mk); return the kws.targets.base.Firmware (.elf, .hex, flash and RAM use; .baud is the sketch's serial speed).
+    """Export and compile for a board profile (by its target; AVR: firmware/ports/avr/avr.mk);
+    return the kws.targets.base.Firmware (.elf, .hex, flash and RAM use; .baud is the
+    sketch's serial speed).
     Sketch: `out_dir/src/<sketch>/`, build folder: `out_dir/<sketch>-<board>/` (default
     out_dir: build/fw). `baud`, `max_frames`: see export()."""
     target = target_for(board)
@@ -40,7 +40,7 @@ def build(model_folder, board: str = "uno", out_dir=None, sketch_name: str = DEF
         raise KwsError(f"model {model.name!r} is {n} bytes, more than the {board}'s whole "
                        f"flash for sketches ({flash_max} bytes) by {n - flash_max} bytes")
     out_dir = Path(out_dir) if out_dir else BUILD / "fw"
-    sketch = export(model, out_dir / "src", sketch_name, frames=frames, budget=budget,
+    sketch = export(model, out_dir / "src", sketch_name, budget=budget,
                     baud=baud, max_frames=max_frames)
     try:
         fw = target.compile(sketch, out_dir / f"{sketch_name}-{board}", board, sim=sim)

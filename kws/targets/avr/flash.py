@@ -5,10 +5,10 @@
     flash(hex_path, board="sim")                 # the simulated Uno, through optiboot
 
 The programmer is always `arduino` (optiboot and the old ATmegaBOOT speak STK500v1); the baud
-rate is the board profile's (firmware/avr.mk: uno/nano 115200, nano-old/pro-mini 57600).
+rate is the board profile's (firmware/ports/avr/avr.mk: uno/nano 115200, nano-old/pro-mini 57600).
 
 The simulated board (`board="sim"`, flash_sim) goes through the same path as a real Uno: the
-simulator (firmware/sim/kws_sim.c --boot) runs optiboot, the real avrdude writes the sketch
+simulator (firmware/ports/avr/sim/kws_sim.c --boot) runs optiboot, the real avrdude writes the sketch
 through the simulator's pty and reads it back to verify it, optiboot's watchdog reset starts
 the sketch, and flash() then checks that it answers IDENTIFY. A pty has no DTR line, so
 instead of avrdude's reset pulse the simulator is started in the bootloader just before

@@ -1,12 +1,12 @@
 """A simulated Arduino board: the firmware runs on simavr, its UART0 appears as a pty.
 
-    fw = ensure_built("firmware/examples/echo", board="uno")   # make, only what is stale
+    fw = ensure_built("firmware/ports/avr/examples/echo", board="uno")   # make, only what is stale
     with SimBoard(fw.elf, freq=fw.f_cpu) as board:
         port = serial.Serial(board.port, fw.baud, timeout=2)    # like a real board
         ...
         board.stamps()    # cycle stamps of the firmware's writes to GPIOR0/1/2
 
-The bridge (`build/sim/kws-sim`, from firmware/sim/kws_sim.c) is cycle accurate: the
+The bridge (`build/sim/kws-sim`, from firmware/ports/avr/sim/kws_sim.c) is cycle accurate: the
 difference between two GPIOR stamps is the exact number of AVR cycles between the two
 writes. It runs about 7-9x faster than a real 16 MHz board. Unlike a real Uno, opening the
 port does not reset the board, and nothing printed before the port is opened can be read
@@ -35,11 +35,11 @@ from pathlib import Path
 from kws.errors import KwsError
 from kws.targets.base import Firmware  # noqa: F401  (built here, defined for every target)
 
-from kws.paths import BUILD, FIRMWARE, REPO  # noqa: F401
-AVR_MK = FIRMWARE / "avr.mk"
+from kws.paths import BUILD, FIRMWARE, REPO  # noqa: F401  (REPO: tests' checkout root)
+AVR_MK = FIRMWARE / "ports" / "avr" / "avr.mk"
 SIM_BIN = BUILD / "sim" / "kws-sim"
-BUILD_SIM_HINT = "run `make -f firmware/avr.mk sim`"
-SIM_MAKEFILE = FIRMWARE / "sim" / "Makefile"
+BUILD_SIM_HINT = "run `make -f firmware/ports/avr/avr.mk sim`"
+SIM_MAKEFILE = FIRMWARE / "ports" / "avr" / "sim" / "Makefile"
 
 # Optiboot, the Uno's bootloader: Debian's arduino-core-avr ships its source and a hex
 DEBIAN_OPTIBOOT_DIR = Path("/usr/share/arduino/hardware/arduino/avr/bootloaders/optiboot")
@@ -62,7 +62,8 @@ class Stamp:
 
 
 def _make(args: list[str], what: str) -> str:
-    cmd = ["make", "--no-print-directory", "-s", "-f", str(AVR_MK), *args]
+    cmd = ["make", "--no-print-directory", "-s", "-f", str(AVR_MK), f"SIM_OUT={SIM_BIN.parent}",
+           *args]
     try:
         r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     except FileNotFoundError as e:
@@ -74,7 +75,7 @@ def _make(args: list[str], what: str) -> str:
 
 
 def board_info(board: str = "uno") -> tuple[int, int]:
-    """(serial baud, F_CPU in Hz) of a board profile in firmware/avr.mk."""
+    """(serial baud, F_CPU in Hz) of a board profile in firmware/ports/avr/avr.mk."""
     out = _make([f"BOARD={board}", "print-BAUD", "print-F_CPU_HZ"], f"board profile {board}")
     baud, f_cpu = out.split()
     return int(baud), int(f_cpu)
@@ -183,7 +184,7 @@ def bootloader_problem(path: str | os.PathLike, start: int = UNO_BOOT_START,
 def optiboot_hex() -> Path:
     """The Uno's bootloader (optiboot 4.4, 115200 baud) for `kws-sim --boot`: Debian's
     optiboot_atmega328.hex if it fits the 512-byte boot section, else the same source
-    built by firmware/sim/Makefile (`make ... optiboot`). Debian's hex of arduino-core-avr
+    built by firmware/ports/avr/sim/Makefile (`make ... optiboot`). Debian's hex of arduino-core-avr
     1.8.7 (rebuilt with avr-gcc 5.4) has 532 bytes of code: it runs past the end of the
     flash and overlaps its own version word at 0x7FFE, so it cannot work on a chip or here."""
     if DEBIAN_OPTIBOOT_HEX.is_file() and bootloader_problem(DEBIAN_OPTIBOOT_HEX) is None:
@@ -191,7 +192,8 @@ def optiboot_hex() -> Path:
     if not (DEBIAN_OPTIBOOT_DIR / "optiboot.c").is_file():
         raise KwsError(f"no optiboot in {DEBIAN_OPTIBOOT_DIR}: install arduino-core-avr "
                        "(make setup)")
-    cmd = ["make", "--no-print-directory", "-s", "-f", str(SIM_MAKEFILE), "optiboot"]
+    cmd = ["make", "--no-print-directory", "-s", "-f", str(SIM_MAKEFILE),
+           f"SIM_OUT={BUILT_OPTIBOOT_HEX.parent}", "optiboot"]
     try:
         r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     except FileNotFoundError as e:
@@ -229,7 +231,7 @@ class SimBoard:
     `boot`: a bootloader hex (e.g. optiboot_hex()): the board starts in it as after a reset
     through its RESET pin, runs in real time, and `elf` (the application already in flash)
     may be None. `dump_flash`: a file that gets the whole flash (raw) when the simulator
-    exits. See firmware/sim/kws_sim.c, --boot."""
+    exits. See firmware/ports/avr/sim/kws_sim.c, --boot."""
 
     def __init__(
         self,
@@ -271,7 +273,7 @@ class SimBoard:
         if self.elf is not None and not self.elf.is_file():
             raise KwsError(
                 f"firmware {self.elf} not found: build it first "
-                "(make -f firmware/avr.mk SKETCH=... BUILD=...)"
+                "(make -f firmware/ports/avr/avr.mk SKETCH=... BUILD=...)"
             )
         if self.boot is not None and not self.boot.is_file():
             raise KwsError(f"bootloader {self.boot} not found")

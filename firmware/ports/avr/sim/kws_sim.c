@@ -20,7 +20,7 @@
  *
  * --boot HEX: a board with a bootloader (optiboot for the Uno: kws.simboard.optiboot_hex();
  *         the optiboot_atmega328.hex Debian ships does not fit its boot section, see
- *         firmware/sim/Makefile), so that the real avrdude flashes it through the pty
+ *         firmware/ports/avr/sim/Makefile), so that the real avrdude flashes it through the pty
  *         (avrdude -c arduino -P <pty>):
  *         - the bootloader is loaded at the addresses in its hex file (optiboot: byte address
  *           0x7E00) and the CPU starts there, as with the BOOTRST fuse; every reset (e.g.

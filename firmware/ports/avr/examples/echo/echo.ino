@@ -11,7 +11,7 @@
 #include <avr/wdt.h>
 
 // Runs before main(): optiboot leaves the watchdog armed after a watchdog reset, and the
-// app would then reset-loop (DESIGN.md section 5). Naked and in .init3: no prologue, no ret.
+// app would then reset-loop (docs/ARCHITECTURE.md, AVR port). Naked and in .init3: no prologue, no ret.
 void kws_wdt_off(void) __attribute__((naked, used, section(".init3")));
 void kws_wdt_off(void) {
   MCUSR = 0;

@@ -1,10 +1,10 @@
 # Build an Arduino sketch folder for the ATmega328P against Debian's Arduino core
 # (package arduino-core-avr), without the Arduino IDE, arduino-cli or arduino-mk.
 #
-#   make -f firmware/avr.mk SKETCH=firmware/examples/echo BUILD=build/echo BOARD=uno
-#   make -f firmware/avr.mk SKETCH=... BUILD=... flash PORT=/dev/ttyACM0
-#   make -f firmware/avr.mk sim                # the simulated board, build/sim/kws-sim
-#   make -s -f firmware/avr.mk BOARD=pro-mini-8 print-BAUD     # -> 57600
+#   make -f firmware/ports/avr/avr.mk SKETCH=firmware/ports/avr/examples/echo BUILD=build/echo BOARD=uno
+#   make -f firmware/ports/avr/avr.mk SKETCH=... BUILD=... flash PORT=/dev/ttyACM0
+#   make -f firmware/ports/avr/avr.mk sim                # the simulated board, build/sim/kws-sim
+#   make -s -f firmware/ports/avr/avr.mk BOARD=pro-mini-8 print-BAUD     # -> 57600
 #
 # Sketch folder <dir>/<name>/: <name>.ino (compiled as C++ with Arduino.h included first, like
 # the IDE does, but without its prototype generation: declare functions before use), plus any
@@ -66,7 +66,7 @@ RAM_MAX     := 2048
 F_CPU_HZ    := $(F_CPU:L=)
 export F_CPU
 
-# ---- tools and flags (DESIGN.md section 5) ---------------------------------------------------
+# ---- tools and flags (docs/ARCHITECTURE.md, AVR port) ---------------------------------------
 CC      := avr-gcc
 CXX     := avr-g++
 AR      := avr-gcc-ar
@@ -194,7 +194,7 @@ lst: $(LST)
 $(LST): $(ELF)
 	$(OBJDUMP) -d -S -C $< > $@
 
-# avrdude through the board's bootloader (DESIGN.md section 5)
+# avrdude through the board's bootloader (docs/ARCHITECTURE.md, AVR port)
 flash: $(HEX)
 	@test -n "$(PORT)" || { echo "avr.mk: set PORT=/dev/ttyUSB0 (or ttyACM0)" >&2; exit 2; }
 	$(AVRDUDE) -C /etc/avrdude.conf -p $(MCU) -c arduino -P $(PORT) -b $(UPLOAD_BAUD) -D \
@@ -207,7 +207,7 @@ sim:
 clean:
 	rm -rf $(BUILD)
 
-# make -s -f firmware/avr.mk BOARD=nano print-BAUD
+# make -s -f firmware/ports/avr/avr.mk BOARD=nano print-BAUD
 print-%:
 	@echo '$($*)'
 
