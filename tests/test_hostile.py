@@ -335,7 +335,7 @@ def test_corrupt_wav_in_eval_names_the_file_or_is_skipped(capsys, work, model, s
 
 
 @pytest.mark.parametrize("folder,expect", [("missing", "no data folder at"),
-                                           ("empty", "no word folders with .wav files")])
+                                           ("empty", "no word folders with audio files")])
 def test_empty_or_missing_data_folder(capsys, work, model, folder, expect):
     data = work / folder
     if folder == "empty":
