@@ -102,3 +102,19 @@ def test_training_audio_cache_is_exact_memory_mapped_and_checks_bad_files(sc_min
     fixed, kept3, _ = cached_audio(ds.clips, ds.root, FeatureConfig(), tmp_path,
                                    progress=False)
     assert kept3 == kept and np.array_equal(fixed, pcm)
+
+
+def test_features_in_chunks_equal_one_batch(sc_mini, tmp_path, monkeypatch):
+    from kws.frontend import cache
+    from kws.frontend.cache import load_clip_audio
+    from kws.frontend.features import log_mel_batch
+
+    ds = dataset(sc_mini)
+    (sc_mini / "yes" / "deadbeef_nohash_0.wav").write_bytes(b"RIFF....WAVEjunk")
+    ds = dataset(sc_mini)
+    monkeypatch.setattr(cache, "CHUNK", 5)
+    fs = compute_features(ds.clips, ds.root, FeatureConfig(), None, skip_bad=True,
+                          progress=False)
+    audio, kept, bad = load_clip_audio(ds.clips, FeatureConfig(), skip_bad=True, progress=False)
+    assert fs.clips == kept and len(fs.bad) == len(bad) == 1
+    assert np.array_equal(fs.features, log_mel_batch(audio, FeatureConfig()))

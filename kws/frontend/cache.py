@@ -84,13 +84,43 @@ def compute_features(clips: list[Clip], root: Path, cfg: FeatureConfig,
                 if cached.bad and not skip_bad:
                     raise BadAudio(f"{cached.bad[0][1]} (use --skip-bad to skip bad files)")
                 return cached
-    audio, kept, bad = load_clip_audio(clips, cfg, skip_bad, progress)
-    features = log_mel_batch(audio, cfg)
+    features, kept, bad = _features_in_chunks(clips, cfg, skip_bad, progress)
     if path is not None:
         with atomic_open(path, "wb") as f:
             np.savez(f, features=features, kept=np.array([_id(c, root) for c in kept]),
                      bad=json.dumps(bad), config=json.dumps(cfg.__dict__))
     return FeatureSet(features, kept, bad, path, False)
+
+
+CHUNK = 2048  # clips read and transformed at a time: memory stays ~features + one chunk
+
+
+def _features_in_chunks(clips: list[Clip], cfg: FeatureConfig, skip_bad: bool, progress: bool):
+    """Features of the readable clips, a chunk of audio at a time, so that a full archive
+    (105k clips: 6.8 GB of float audio) never sits in memory at once."""
+    features = np.empty((len(clips), cfg.n_frames, cfg.n_mels), np.float32)
+    kept, bad = [], []
+    bar = tqdm(total=len(clips), desc="features", unit="clip", leave=False,
+               disable=None if progress else True)
+    for start in range(0, len(clips), CHUNK):
+        audio = []
+        for c in clips[start:start + CHUNK]:
+            try:
+                audio.append(load_audio(c.path, cfg.sample_rate, cfg.clip_samples, c.offset))
+                kept.append(c)
+            except BadAudio as e:
+                if not skip_bad:
+                    raise BadAudio(f"{e} (use --skip-bad to skip bad files)") from None
+                bad.append((str(c.path), str(e)))
+        if audio:
+            n = len(kept)
+            features[n - len(audio):n] = log_mel_batch(np.stack(audio), cfg)
+        bar.update(min(CHUNK, len(clips) - start))
+    bar.close()
+    if clips and not kept:
+        raise BadAudio(f"none of the {len(clips)} audio files could be read (the first: "
+                       f"{bad[0][1]})")
+    return features[:len(kept)], kept, bad
 
 
 def _read(path: Path, clips: list[Clip], root: Path, cfg: FeatureConfig) -> FeatureSet | None:
