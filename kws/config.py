@@ -137,6 +137,8 @@ class TrainConfig:
     rir_dirs: tuple[str, ...] = ()  # folders of impulse responses (WAV/FLAC, any rate)
     noise_dirs: tuple[str, ...] = ()  # more noise recordings, beside the data's own background
     class_balance: float = 0.0     # loss weight of a class ~ (its clips)^-class_balance (1: equal)
+    negative_dirs: tuple[str, ...] = ()  # keyword-free speech: 1 s crops become `_unknown_`
+    negative_clips: int = 0        # ... this many crops, from the `training` side of its speakers
     spec_mask_bins: int = 0        # SpecAugment: one frequency mask up to this wide
     spec_mask_frames: int = 0      # and one time mask up to this long
     smooth_float: bool = False     # float phases use sigmoid/tanh; quant uses quantSigm/Tanh
@@ -159,6 +161,8 @@ class TrainConfig:
             raise KwsError(f"train.device must be auto, cpu or cuda, not {self.device!r}")
         if not 0 < self.speed[0] <= self.speed[1]:
             raise KwsError(f"train.speed is a range of factors 0 < low <= high, not {self.speed}")
+        if self.negative_clips < 0 or (self.negative_clips and not self.negative_dirs):
+            raise KwsError("train.negative_clips needs train.negative_dirs (and is >= 0)")
         if self.rir_prob > 0 and not self.rir_dirs:
             raise KwsError("train.rir_prob > 0 needs train.rir_dirs (folders of impulse responses)")
         for key in ("snr_db", "gain_db"):

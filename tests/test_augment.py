@@ -86,3 +86,31 @@ def test_a_missing_augmentation_folder_is_a_warning(sc_mini, tmp_path):
     data = TrainingData(cfg, sc_mini, tmp_path / "cache")
     assert data.rirs == [] and len(data.warnings) == 2
     assert all("training without it" in w for w in data.warnings)
+
+
+def test_negative_crops_are_unknown_seeded_and_from_the_training_side(sc_mini, tmp_path):
+    from kws.data.dataset import negative_side
+
+    neg = tmp_path / "neg"
+    neg.mkdir()
+    rng = np.random.default_rng(1)
+    for spk in range(12):   # LibriSpeech-style names: the speaker is the first number
+        sf.write(neg / f"{100 + spk}-7-0000.flac",
+                 (rng.standard_normal(24000) * 0.1).astype(np.float32), 16000)
+    sides = {f.name: negative_side(f) for f in neg.iterdir()}
+    assert set(sides.values()) == {"training", "heldout"}
+    assert negative_side(neg / "105-9-0001.flac") == sides["105-7-0000.flac"]  # by speaker
+    cfg = config(sc_mini, tmp_path, negative_dirs=(str(neg),), negative_clips=20,
+                 rir_prob=0.0, speed=(1.0, 1.0))
+    data = TrainingData(cfg, sc_mini, tmp_path / "cache")
+    again = TrainingData(cfg, sc_mini, tmp_path / "cache")
+    assert np.array_equal(data.audio, again.audio)
+    crops, labels = data.audio[-20:], data.labels[-20:]
+    assert (labels == data.dataset.task.classes.index("_unknown_")).all()
+    assert len(data.labels) == len(data.audio)
+    heldout = [sf.read(f, dtype="int16")[0] for f in sorted(neg.iterdir())
+               if sides[f.name] == "heldout"]
+    for c in crops:           # every crop is a stretch of a training-side recording
+        assert not any(c.tobytes() in h.tobytes() for h in heldout)
+    with pytest.raises(KwsError, match="negative_dirs"):
+        TrainConfig(negative_clips=5)

@@ -72,6 +72,11 @@ def plot_training(metrics_csv: Path, path: Path, title: str):
     _save(fig, path)
 
 
+def _interval(acc: dict, kind: str) -> str:
+    lo, hi = acc.get(f"interval_{kind}") or (float("nan"),) * 2
+    return "-" if np.isnan(lo) else f"{lo:.4f}..{hi:.4f}"
+
+
 def write_report(out_dir: Path, acc: dict, device: dict | None = None,
                  stream: dict | None = None, run_dir: Path | None = None,
                  sweep_results: Path | None = None) -> Path:
@@ -87,14 +92,18 @@ def write_report(out_dir: Path, acc: dict, device: dict | None = None,
           f"Model hash `{acc['model_hash'][:16]}`, **{acc['model_bytes']} bytes** on the device. "
           f"Data `{acc['data']}`, split `{acc['split']}` ({acc['split_rule']}): "
           f"{acc['n_clips']} clips.", "",
-          "## Accuracy", "", "| | accuracy |", "|---|---:|",
-          f"| float model (PyTorch) | {acc['accuracy_float']:.4f} |",
-          f"| integer model (Python reference) | {acc['accuracy_int']:.4f} |"]
+          "## Accuracy", "",
+          f"95 % intervals: bootstrap over the {acc.get('speakers', '?')} speakers (seeded; "
+          "each `_silence_` crop counts as one).", "",
+          "| | accuracy | 95 % interval |", "|---|---:|---:|",
+          f"| float model (PyTorch) | {acc['accuracy_float']:.4f} | {_interval(acc, 'float')} |",
+          f"| integer model (Python reference) | {acc['accuracy_int']:.4f} | "
+          f"{_interval(acc, 'int')} |"]
     if device:
         md.append(f"| on the device ({device['board']}, {device['clips']} clips) | "
-                  f"{device['device_accuracy']:.4f} |")
+                  f"{device['device_accuracy']:.4f} | |")
     else:
-        md.append("| on the device | not measured (`kws eval --board sim\\|PORT`) |")
+        md.append("| on the device | not measured (`kws eval --board sim\\|PORT`) | |")
     if device:
         cyc = device.get("cycles_per_frame") or {}
         md += ["", f"Device: {device['frames']} frames, **{device['mismatched_frames']} "
@@ -131,6 +140,21 @@ def write_report(out_dir: Path, acc: dict, device: dict | None = None,
             md.append(f"| {w} | {r['events']} | {100 * (r['miss_rate'] or 0):.1f} % | "
                       f"{r['fa_per_hour']:.2f} |")
         md += ["", "![DET curve](det.png)"]
+    neg = acc.get("negatives")
+    if neg:
+        at = neg["at_stored_threshold"]
+        md += ["", "## False accepts on audio without keywords", "",
+               f"{neg['hours'] * 60:.1f} minutes of real audio with no keyword ({neg['files']} "
+               f"files: {', '.join(f'`{f}`' for f in neg['folders'])}), one file after the "
+               "other, listened to as the board does; every detection is a false accept.", "",
+               f"At the model's threshold {neg['stored_threshold']}: **{at['false_accepts']} "
+               f"false accepts, {at['fa_per_hour']:.1f} per hour** ("
+               + ", ".join(f"{w} {n}" for w, n in sorted(at["per_keyword"].items(),
+                                                        key=lambda kv: -kv[1]) if n) + ").", "",
+               "| threshold | false accepts / h |", "|---:|---:|"]
+        for row in neg["curve"]:
+            if row["threshold"] in (0.5, 0.7, 0.9, 0.95, 0.98, 0.985, 0.99, 0.995):
+                md.append(f"| {row['threshold']:.3f} | {row['fa_per_hour']:.1f} |")
     if run_dir and (Path(run_dir) / "metrics.csv").exists():
         plot_training(Path(run_dir) / "metrics.csv", out_dir / "training.png",
                       f"training of {acc['model']}")

@@ -249,8 +249,14 @@ def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
     from kws.detect.detector import Detector, posteriors, stored_settings
     from kws.detect.windows import Schedule
 
+    from kws.data.dataset import negative_side
+
     sr = model.features.sample_rate
     files = negative_files(folders)
+    # a model that trained on crops of such recordings is judged on the other speakers only
+    side = "heldout" if model.doc.get("training", {}).get("negative_dirs") else "all"
+    if side == "heldout":
+        files = [f for f in files if negative_side(f) == "heldout"]
     gap = np.zeros(int(gap_s * sr), np.float32)
     audio = np.concatenate([x for f in files for x in (load_audio(f, sr, None), gap)])
     hours = len(audio) / sr / 3600
@@ -267,7 +273,7 @@ def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
                      "fa_per_hour": len(dets) / hours, "per_keyword": per})
     at_stored = next(r for r in rows if r["threshold"] == stored)
     return {"model": model.name, "model_hash": model.hash,
-            "folders": [str(f) for f in folders], "files": len(files),
+            "folders": [str(f) for f in folders], "files": len(files), "side": side,
             "hours": round(hours, 4), "windows": int(len(pooled)), "stored_threshold": stored,
             "at_stored_threshold": at_stored, "curve": rows}
 
@@ -275,7 +281,10 @@ def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
 def format_negatives_report(r: dict) -> str:
     at = r["at_stored_threshold"]
     worst = sorted(at["per_keyword"].items(), key=lambda kv: -kv[1])
-    lines = [f"negatives: {r['files']} files, {r['hours'] * 60:.1f} min, {r['windows']} windows",
+    side = " (held-out speakers: the model trained on the others)" \
+        if r.get("side") == "heldout" else ""
+    lines = [f"negatives: {r['files']} files{side}, {r['hours'] * 60:.1f} min, "
+             f"{r['windows']} windows",
              f"at the model's threshold {r['stored_threshold']}: {at['false_accepts']} false "
              f"accepts = {at['fa_per_hour']:.1f} per hour ("
              + ", ".join(f"{w} {n}" for w, n in worst if n) + ")",

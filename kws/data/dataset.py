@@ -323,6 +323,24 @@ def _silence_crops(root: Path, clips: list[Clip], config: DataConfig) -> list[Cl
     return crops
 
 
+NEGATIVE_SALT = "kws-negatives:"
+
+
+def negative_speaker(path: Path) -> str:
+    """The speaker of a keyword-free recording: LibriSpeech's `<speaker>-<chapter>-<n>` gives
+    its speaker; any other file is its own speaker."""
+    m = re.match(r"^(\d+)-\d+-\d+$", path.stem)
+    return f"librispeech-{m[1]}" if m else path.stem
+
+
+def negative_side(path: Path, train_pct: float = 50.0) -> str:
+    """`training` or `heldout` for a keyword-free recording, by a salted hash of its speaker:
+    the part training may use (as `_unknown_` crops) and the part false accepts are counted
+    on. The same file always lands on the same side."""
+    digest = hashlib.sha1((NEGATIVE_SALT + negative_speaker(Path(path))).encode()).hexdigest()
+    return "training" if int(digest, 16) % 10000 < train_pct * 100 else "heldout"
+
+
 def background_files(root: Path) -> list[Path]:
     """The long background-noise recordings of a data folder (WAV or FLAC)."""
     folder = Path(root) / BACKGROUND

@@ -44,7 +44,9 @@ def ship(result: dict, config: Config, name: str, out: Path) -> dict:
     training = {"run_dir": str(result["run_dir"]), "data": roots[0] if len(roots) == 1 else roots,
                 "data_config": dataclasses.asdict(config.data),
                 "split": data.dataset.split_source, "epochs": len(result["history"]),
-                "best_epoch": result["best"]["epoch"]}
+                "best_epoch": result["best"]["epoch"],
+                "negative_dirs": list(config.train.negative_dirs)
+                if config.train.negative_clips else []}
     # the normalisation folded into the integer input is the training split's per-bin stats
     return save_model(out, name, im, config.features, list(data.dataset.task.classes),
                       data.mean, data.std, pool,

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from kws.atomic import atomic_open, atomic_path
 from kws.frontend.cache import cached_audio, compute_features, to_float
 from kws.config import Config, config_to_dict
-from kws.data.dataset import TASKS, Dataset, background_files, find_data, load_dataset
+from kws.data.dataset import UNKNOWN, TASKS, Dataset, background_files, find_data, load_dataset
 from kws.errors import Interrupted, KwsError
 from kws.frontend.features import BatchLogMel, norm_stats
 from kws.training.model import FastGRNN, GRUBaseline
@@ -62,6 +62,12 @@ class TrainingData:
         # int16, memory-mapped from the cache: a full archive's training set is not held in RAM
         self.audio, kept, _ = cached_audio(train, self.dataset.root, fc, cache_dir)
         self.labels = self.dataset.labels(kept)
+        self.warnings: list[str] = []   # augmentation sources that are missing (train() says)
+        crops = self._negative_crops(config, self.warnings)
+        if len(crops):                  # keyword-free speech as more `_unknown_` clips
+            self.audio = np.concatenate([self.audio, crops])
+            unknown = self.dataset.task.classes.index(UNKNOWN)
+            self.labels = np.concatenate([self.labels, np.full(len(crops), unknown)])
         clean = compute_features(self.dataset.clips, self.dataset.root, fc, cache_dir,
                                  skip_bad=True)
         self.bad = clean.bad          # unreadable files, skipped (train() reports them)
@@ -72,7 +78,6 @@ class TrainingData:
             sel = split == name
             self.eval_sets[name] = (self.normalise(clean.features[sel]),
                                     self.dataset.labels([c for c, s in zip(clean.clips, sel) if s]))
-        self.warnings: list[str] = []   # augmentation sources that are missing (train() says)
         self.noise = self._noise(data_dirs, config, self.warnings)
         self.rirs = self._rirs(config, self.warnings) if config.train.rir_prob > 0 else []
 
@@ -96,6 +101,34 @@ class TrainingData:
             a = load_audio(f, config.features.sample_rate, None)
             if len(a) > length:
                 out.append(a)
+        return out
+
+    @staticmethod
+    def _negative_crops(config: Config, warnings: list[str]) -> np.ndarray:
+        """`train.negative_clips` seeded 1 s crops (int16) of the `training` side of the
+        keyword-free recordings in `train.negative_dirs` (kws.data.dataset.negative_side)."""
+        from kws.data.audio import load_audio
+        from kws.data.dataset import negative_side
+        from kws.frontend.cache import to_pcm
+
+        t, n = config.train, config.features.clip_samples
+        if not t.negative_clips:
+            return np.zeros((0, n), np.int16)
+        if UNKNOWN not in TASKS[config.data.task].classes:
+            raise KwsError(f"train.negative_clips: task {config.data.task} has no _unknown_")
+        files = [f for f in _audio_files(t.negative_dirs, "train.negative_dirs", warnings)
+                 if negative_side(f) == "training"]
+        audio = [a for f in files if len(a := load_audio(f, config.features.sample_rate,
+                                                         None)) >= n]
+        if not audio:
+            warnings.append("train.negative_dirs: no recording of 1 s or more: no crops")
+            return np.zeros((0, n), np.int16)
+        rng = np.random.default_rng([t.seed, 3])
+        out = np.empty((t.negative_clips, n), np.int16)
+        for i in range(t.negative_clips):
+            a = audio[rng.integers(len(audio))]
+            start = int(rng.integers(0, len(a) - n + 1))
+            out[i] = to_pcm(a[start:start + n])
         return out
 
     @staticmethod
