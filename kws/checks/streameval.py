@@ -240,7 +240,8 @@ def negative_files(folders) -> list:
 
 
 def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
-                    refractory_s: float = 1.0, gap_s: float = 0.5) -> dict:
+                    refractory_s: float = 1.0, gap_s: float = 0.5, side: str | None = None
+                    ) -> dict:
     """False accepts per hour on real audio with no keyword (running speech, other wake words,
     noise): the files one after another with `gap_s` of silence between them, listened to
     with the board's schedule; every detection is a false accept. One row per threshold, and
@@ -254,7 +255,8 @@ def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
     sr = model.features.sample_rate
     files = negative_files(folders)
     # a model that trained on crops of such recordings is judged on the other speakers only
-    side = "heldout" if model.doc.get("training", {}).get("negative_dirs") else "all"
+    if side is None:   # `all`, or `heldout` to compare with such a model on the same files
+        side = "heldout" if model.doc.get("training", {}).get("negative_dirs") else "all"
     if side == "heldout":
         files = [f for f in files if negative_side(f) == "heldout"]
     gap = np.zeros(int(gap_s * sr), np.float32)
