@@ -50,24 +50,37 @@ def cache_key(clips: list[Clip], root: Path, cfg: FeatureConfig) -> str:
     return h.hexdigest()[:16]
 
 
-def load_clip_audio(clips: list[Clip], cfg: FeatureConfig, skip_bad: bool = False,
-                    progress: bool = True) -> tuple[np.ndarray, list[Clip], list[tuple[str, str]]]:
-    """Audio [N, clip_samples] of the readable clips; bad files raise, or are skipped if asked."""
-    audio, kept, bad = [], [], []
-    for c in tqdm(clips, desc="reading audio", unit="clip", disable=None if progress else True,
+def readable_audio(clips: list[Clip], cfg: FeatureConfig, skip_bad: bool, bad: list,
+                   progress: bool = True, desc: str = "reading audio"):
+    """(clip, audio) of each readable clip, in order; a bad file raises, or with `skip_bad`
+    is appended to `bad` as (path, reason) and skipped."""
+    for c in tqdm(clips, desc=desc, unit="clip", disable=None if progress else True,
                   leave=False):  # None: no bar when stderr is not a terminal
         try:
-            audio.append(load_audio(c.path, cfg.sample_rate, cfg.clip_samples, c.offset))
-            kept.append(c)
+            a = load_audio(c.path, cfg.sample_rate, cfg.clip_samples, c.offset)
         except BadAudio as e:
             if not skip_bad:
                 raise BadAudio(f"{e} (use --skip-bad to skip bad files)") from None
             bad.append((str(c.path), str(e)))
+            continue
+        yield c, a
+
+
+def _none_readable(clips: list[Clip], kept: list, bad: list) -> None:
     if clips and not kept:
         raise BadAudio(f"none of the {len(clips)} audio files could be read (the first: "
                        f"{bad[0][1]})")
+
+
+def load_clip_audio(clips: list[Clip], cfg: FeatureConfig, skip_bad: bool = False,
+                    progress: bool = True) -> tuple[np.ndarray, list[Clip], list[tuple[str, str]]]:
+    """Audio [N, clip_samples] of the readable clips; bad files raise, or are skipped if asked."""
+    bad = []
+    pairs = list(readable_audio(clips, cfg, skip_bad, bad, progress))
+    kept = [c for c, _ in pairs]
+    _none_readable(clips, kept, bad)
     empty = np.zeros((0, cfg.clip_samples), np.float32)
-    return (np.stack(audio) if audio else empty), kept, bad
+    return (np.stack([a for _, a in pairs]) if pairs else empty), kept, bad
 
 
 def compute_features(clips: list[Clip], root: Path, cfg: FeatureConfig,
@@ -99,27 +112,16 @@ def _features_in_chunks(clips: list[Clip], cfg: FeatureConfig, skip_bad: bool, p
     """Features of the readable clips, a chunk of audio at a time, so that a full archive
     (105k clips: 6.8 GB of float audio) never sits in memory at once."""
     features = np.empty((len(clips), cfg.n_frames, cfg.n_mels), np.float32)
-    kept, bad = [], []
-    bar = tqdm(total=len(clips), desc="features", unit="clip", leave=False,
-               disable=None if progress else True)
-    for start in range(0, len(clips), CHUNK):
-        audio = []
-        for c in clips[start:start + CHUNK]:
-            try:
-                audio.append(load_audio(c.path, cfg.sample_rate, cfg.clip_samples, c.offset))
-                kept.append(c)
-            except BadAudio as e:
-                if not skip_bad:
-                    raise BadAudio(f"{e} (use --skip-bad to skip bad files)") from None
-                bad.append((str(c.path), str(e)))
-        if audio:
-            n = len(kept)
-            features[n - len(audio):n] = log_mel_batch(np.stack(audio), cfg)
-        bar.update(min(CHUNK, len(clips) - start))
-    bar.close()
-    if clips and not kept:
-        raise BadAudio(f"none of the {len(clips)} audio files could be read (the first: "
-                       f"{bad[0][1]})")
+    kept, bad, chunk = [], [], []
+    for c, a in readable_audio(clips, cfg, skip_bad, bad, progress, desc="features"):
+        kept.append(c)
+        chunk.append(a)
+        if len(chunk) == CHUNK or len(kept) + len(bad) == len(clips):
+            features[len(kept) - len(chunk):len(kept)] = log_mel_batch(np.stack(chunk), cfg)
+            chunk = []
+    if chunk:   # the last clips were followed by bad ones
+        features[len(kept) - len(chunk):len(kept)] = log_mel_batch(np.stack(chunk), cfg)
+    _none_readable(clips, kept, bad)
     return features[:len(kept)], kept, bad
 
 
@@ -205,23 +207,12 @@ def cached_audio(clips: list[Clip], root: Path, cfg: FeatureConfig, cache_dir: P
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16,
                                         shape=(len(clips), cfg.clip_samples))
-        for c in tqdm(clips, desc="reading audio", unit="clip", leave=False,
-                      disable=None if progress else True):
-            try:
-                a = load_audio(c.path, cfg.sample_rate, cfg.clip_samples, c.offset)
-            except BadAudio as e:
-                if not skip_bad:
-                    raise BadAudio(f"{e} (use --skip-bad to skip bad files)") from None
-                bad.append((str(c.path), str(e)))
-                continue
+        for c, a in readable_audio(clips, cfg, skip_bad, bad, progress):
             out[len(kept)] = to_pcm(a)
             kept.append(c)
         out.flush()
         del out
-    if clips and not kept:
-        path.unlink()
-        raise BadAudio(f"none of the {len(clips)} audio files could be read (the first: "
-                       f"{bad[0][1]})")
+        _none_readable(clips, kept, bad)
     with atomic_open(meta, "w") as f:
         json.dump({"kept": [_id(c, root) for c in kept], "bad": bad}, f)
     return np.load(path, mmap_mode="r")[:len(kept)], kept, bad

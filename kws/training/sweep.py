@@ -25,6 +25,13 @@ from kws.config import load_config
 from kws.errors import KwsError
 
 
+def _fastgrnn_config(path: Path):
+    config = load_config(path)
+    if config.model.arch != "fastgrnn":
+        raise KwsError(f"{path}: a sweep compares shipped FastGRNN models only")
+    return config
+
+
 def run_sweep(configs: list[Path], out: Path, progress=print) -> list[dict]:
     from kws.checks.evaluate import evaluate
     from kws.training.ship import ship
@@ -32,10 +39,7 @@ def run_sweep(configs: list[Path], out: Path, progress=print) -> list[dict]:
 
     rows = []
     for path in configs:
-        name = Path(path).stem
-        config = load_config(path)
-        if config.model.arch != "fastgrnn":
-            raise KwsError(f"{path}: a sweep compares shipped FastGRNN models only")
+        name, config = Path(path).stem, _fastgrnn_config(path)
         folder = Path(out) / name
         model_dir = folder / "model"
         if not (model_dir / "model.json").exists():
@@ -80,10 +84,7 @@ def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | Non
     todo = list(range(folds)) if only is None else only
     rows = []
     for path in configs:
-        name = Path(path).stem
-        config = load_config(path)
-        if config.model.arch != "fastgrnn":
-            raise KwsError(f"{path}: a sweep compares shipped FastGRNN models only")
+        name, config = Path(path).stem, _fastgrnn_config(path)
         if config.train.distill_weight > 0 and teacher_config is None:
             raise KwsError(f"{path} distils from a teacher: give its config (--teacher-config) so "
                            "that every fold trains its own")
