@@ -226,14 +226,14 @@ def negative_files(folders) -> list:
     """Every WAV/FLAC file under `folders` (recursively), sorted by path."""
     from pathlib import Path
 
-    from kws.data.dataset import AUDIO_SUFFIXES
+    from kws.data.audio import audio_files
     from kws.errors import KwsError
 
     files = []
     for d in folders:
         if not Path(d).is_dir():
             raise KwsError(f"--negatives: no folder at {d}")
-        files += sorted(p for p in Path(d).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        files += audio_files(d, recursive=True)
     if not files:
         raise KwsError(f"--negatives {', '.join(map(str, folders))}: no WAV or FLAC files")
     return files

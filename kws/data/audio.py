@@ -29,6 +29,19 @@ import soundfile as sf
 from kws.errors import KwsError
 
 
+AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+def is_audio(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_SUFFIXES
+
+
+def audio_files(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """The WAV and FLAC files in `folder` (and its subfolders if `recursive`), sorted."""
+    found = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
+    return sorted(p for p in found if is_audio(p))
+
+
 class BadAudio(KwsError):
     """A file that cannot be used as an audio clip; the message names the file."""
 

@@ -45,12 +45,12 @@ from pathlib import Path
 import numpy as np
 
 from kws.config import DataConfig
+from kws.data.audio import audio_files
 from kws.data.tasks import (BACKGROUND, KEYWORDS, SILENCE, TASKS, UNKNOWN,  # noqa: F401
                             WORDS_35, Task)
 from kws.errors import KwsError
 
 SPLITS = ("training", "validation", "testing")
-AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,7 @@ def _scan(root: Path, config: DataConfig, lists: dict[str, str] | None,
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         if folder.name == BACKGROUND or folder.name.startswith("."):
             continue
-        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES):
+        for path in audio_files(folder):
             if folder.name == SILENCE:
                 speaker, word = f"{SILENCE}{path.stem}", SILENCE
             else:
@@ -346,7 +346,7 @@ def background_files(root: Path) -> list[Path]:
     folder = Path(root) / BACKGROUND
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    return audio_files(folder)
 
 
 def _limit_unknown(clips: list[Clip], task: Task, config: DataConfig) -> list[Clip]:

@@ -7,9 +7,10 @@
     quant      the integer arithmetic in the forward pass, straight-through gradients; the
                exponents are frozen for the second half of the phase
 
-Every epoch: augmented batches (time shift, background noise at a random SNR, gain; optional
-SpecAugment and distillation from a float teacher), then validation accuracy of the float and
-of the integer model. The checkpoint is written atomically at the end of each epoch; Ctrl-C
+Every epoch: augmented batches (speed perturbation, room impulse responses, time shift,
+background noise at a random SNR, gain; optional SpecAugment, a class-balanced loss, keyword-free
+speech as extra `_unknown_` clips and distillation from a float teacher), then validation
+accuracy of the float and of the integer model. The checkpoint is written atomically at the end of each epoch; Ctrl-C
 keeps the last one (the epoch it interrupts is dropped, never saved half-done), `--resume`
 continues from it, and a fixed seed gives the same model as an uninterrupted run. The shipped
 model is the best integer model on validation, never chosen on test.
@@ -49,7 +50,8 @@ def resolve_data(config: Config) -> list[Path]:
 
 
 class TrainingData:
-    """Training audio in memory, clean validation/test features, noise, normalisation."""
+    """Training audio (int16, memory-mapped), clean validation/test features, noise, impulse
+    responses, normalisation."""
 
     def __init__(self, config: Config, data_dirs, cache_dir: Path = Path("data/cache")):
         fc = config.features
@@ -160,14 +162,14 @@ class TrainingData:
 def _audio_files(folders, key: str, warnings: list[str]) -> list[Path]:
     """Every WAV/FLAC file under `folders` (recursively), sorted. A missing folder is skipped
     with a warning (an augmentation source, not the data: training goes on without it)."""
-    from kws.data.dataset import AUDIO_SUFFIXES
+    from kws.data.audio import audio_files
 
     files = []
     for d in folders:
         if not Path(d).is_dir():
             warnings.append(f"{key}: no folder at {d}: training without it")
             continue
-        files += sorted(p for p in Path(d).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        files += audio_files(d, recursive=True)
     return files
 
 
@@ -193,7 +195,8 @@ def reverberate(audio: np.ndarray, rir: np.ndarray) -> np.ndarray:
 
 
 class Augmenter:
-    """Audio batch -> normalised features with shift, noise, gain and SpecAugment."""
+    """Audio batch -> normalised features with speed, reverberation, shift, noise, gain and
+    SpecAugment, in that order, all drawn from the caller's seeded generator."""
 
     def __init__(self, data: TrainingData, config: Config):
         self.data, self.cfg = data, config.train
