@@ -67,7 +67,8 @@ def plot_training(metrics_csv: Path, path: Path, title: str):
         if pts:
             a2.plot(*zip(*pts), label=key)
     a2.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1), title="accuracy")
-    a2.legend()
+    if a2.get_legend_handles_labels()[0]:      # a run with no validation rows has none
+        a2.legend()
     fig.tight_layout()
     _save(fig, path)
 

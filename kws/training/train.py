@@ -31,7 +31,7 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from kws.atomic import atomic_open, atomic_path
+from kws.atomic import atomic_open, atomic_path, ctrl_c_deferred
 from kws.frontend.cache import cached_audio, compute_features, to_float
 from kws.config import Config, config_to_dict
 from kws.data.dataset import UNKNOWN, TASKS, Dataset, background_files, find_data, load_dataset
@@ -442,10 +442,11 @@ class Trainer:
                     best = {"row": row, "model": {k: v.detach().cpu().clone() for k, v in
                                                   self.model.state_dict().items()},
                             "exponents": getattr(self.model, "exponents", None)}
-                self.epoch, self.best, self.history = self.epoch + 1, best, history
-                self.save_checkpoint()
-                saved = self.epoch
-                self.write_metrics()
+                with ctrl_c_deferred():      # the checkpoint and its metrics: both or neither
+                    self.epoch, self.best, self.history = self.epoch + 1, best, history
+                    self.save_checkpoint()
+                    saved = self.epoch
+                    self.write_metrics()
                 spent.append(row["seconds"])
                 eta = np.mean(spent[-5:]) * (total_epochs(cfg) - self.epoch)
                 progress("  ".join(f"{k} {v}" for k, v in row.items())
@@ -458,8 +459,9 @@ class Trainer:
                                   f"{self.run_dir}") from None
             raise Interrupted(f"the checkpoint of epoch {saved} is kept in {self.run_dir}: "
                               "continue with --resume") from None
-        self.write_metrics()
-        self.plot()
+        with ctrl_c_deferred():
+            self.write_metrics()
+            self.plot()
         return self.best
 
     def write_metrics(self):
@@ -487,7 +489,8 @@ class Trainer:
                 a2.axvline(e - 0.5, color="grey", lw=0.5)
                 a2.text(e, 0.02, r["phase"], fontsize=7, color="grey")
         a2.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1), title="accuracy")
-        a2.legend()
+        if a2.get_legend_handles_labels()[0]:
+            a2.legend()
         fig.tight_layout()
         with atomic_path(self.run_dir / "curves.png") as tmp:
             fig.savefig(tmp, format="png", dpi=110)
