@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from kws.data.tasks import TASK_NAMES
 from kws.errors import KwsError
 
 DEFAULT_CONFIG = "configs/default.yaml"
@@ -21,6 +22,8 @@ def _config(args):
     config = load_config(path) if path and (path != DEFAULT_CONFIG or Path(path).exists()) \
         else Config()
     overrides = {k: getattr(args, k) for k in ("task", "split") if getattr(args, k, None)}
+    if getattr(args, "keywords", None):
+        overrides["keywords"] = tuple(w.strip() for w in args.keywords.split(",") if w.strip())
     if overrides:
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, **overrides))
     return config
@@ -46,7 +49,9 @@ def _add_data_options(p):
     p.add_argument("--data", action="append", type=Path,
                    help=DATA_HELP + "; give it twice for two folders that form one data set")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: %(default)s)")
-    p.add_argument("--task", choices=["v2-12", "35"], help="override data.task")
+    p.add_argument("--task", choices=TASK_NAMES, help="override data.task")
+    p.add_argument("--keywords", metavar="WORD,...",
+                   help="override data.keywords (the words of --task wake), e.g. stop")
     p.add_argument("--split", choices=["auto", "official", "speakers"],
                    help="override data.split (see README: Splits)")
 
@@ -137,8 +142,9 @@ def cmd_eval(args):
     from kws.checks.report import write_report
 
     model = load_model(args.model)
-    args.data = _data_folder(args)
-    report = evaluate(args.model, args.data, split=args.split, skip_bad=args.skip_bad)
+    data = _data_folders(args)        # several --data: one data set (a stream over all)
+    args.data = data[0]
+    report = evaluate(args.model, data, split=args.split, skip_bad=args.skip_bad)
     print(format_report(report))
     device = stream = None
     if args.board:
@@ -150,14 +156,16 @@ def cmd_eval(args):
         from kws.checks.streameval import evaluate_stream, format_stream_report
         from kws.data.streamgen import StreamSpec
         out = (args.out or Path("reports") / model.name)
-        stream = evaluate_stream(model, args.data, StreamSpec(seconds=args.hours * 3600,
+        stream = evaluate_stream(model, data, StreamSpec(seconds=args.hours * 3600,
                                                               seed=args.seed),
-                                 instances=args.instances, out_dir=out)
+                                 instances=args.instances, out_dir=out,
+                                 negatives=args.negatives or ())
         print(format_stream_report(stream))
         from kws.detect.detector import DetectorSettings, save_settings
         save_settings(args.model, DetectorSettings(
             threshold=stream["operating_point"]["threshold"], instances=args.instances,
-            chosen_by="kws eval --stream (validation speakers' stream)"))
+            chosen_by="kws eval --stream (validation speakers' stream"
+                      + (" + keyword-free audio)" if args.negatives else ")")))
     if args.negatives:
         from kws.checks.streameval import format_negatives_report, negatives_curve
         report["negatives"] = negatives_curve(model, args.negatives, instances=args.instances)
@@ -367,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negatives", action="append", type=Path, metavar="FOLDER",
                    help="also false accepts per hour on real audio with no keyword (running "
                         "speech, other wake words, noise): every WAV/FLAC under FOLDER, at "
-                        "the model's threshold and over thresholds; repeatable")
+                        "the model's threshold and over thresholds; repeatable. With --stream "
+                        "the streams go on into its validation / testing speakers (25 %% "
+                        "each), so the threshold is chosen counting running speech too")
     p.add_argument("--seed", type=int, default=0, help="stream seed (default: %(default)s)")
     p.add_argument("--instances", type=int, default=2,
                    help="staggered windows in flight (model steps per frame; default: "

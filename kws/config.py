@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from kws.data.tasks import TASKS
+from kws.data.tasks import Task, make_task
 from kws.errors import KwsError
 
 
@@ -61,7 +61,8 @@ class FeatureConfig:
 class DataConfig:
     """Which task and which split rule. Percentages follow TensorFlow's speech_commands recipe."""
 
-    task: str = "v2-12"            # "v2-12" (10 words + _silence_ + _unknown_) or "35"
+    task: str = "v2-12"            # "v2-12" (10 words + _silence_ + _unknown_), "35" or "wake"
+    keywords: tuple[str, ...] = ()  # task wake: the words it listens for (+ _background_)
     split: str = "auto"            # "auto", "official" or "speakers": see kws/data/dataset.py
     val_pct: float = 10.0          # speaker-hash split for folders without list files
     test_pct: float = 10.0
@@ -72,8 +73,10 @@ class DataConfig:
     fold: int = 0                  # ... and which one is this run's `testing` split
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise KwsError(f"data.task must be one of {sorted(TASKS)}, not {self.task!r}")
+        try:
+            self.vocabulary()
+        except ValueError as e:
+            raise KwsError(str(e)) from None
         if self.split not in ("auto", "official", "speakers"):
             raise KwsError(f"data.split must be auto, official or speakers, not {self.split!r}")
         if not (0 <= self.val_pct and 0 <= self.test_pct and self.val_pct + self.test_pct < 100):
@@ -81,6 +84,10 @@ class DataConfig:
         if self.folds == 1 or self.folds < 0 or not 0 <= self.fold < max(self.folds, 1):
             raise KwsError(f"data.folds must be 0 (off) or >= 2 and data.fold in [0, folds), "
                            f"not folds {self.folds}, fold {self.fold}")
+
+    def vocabulary(self) -> Task:
+        """The task: its classes and how a word is labelled (kws.data.tasks)."""
+        return make_task(self.task, self.keywords)
 
 
 @dataclass(frozen=True)

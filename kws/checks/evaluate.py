@@ -10,6 +10,7 @@ import torch
 from kws.frontend.cache import compute_features
 from kws.config import DataConfig
 from kws.data.dataset import load_dataset
+from kws.data.tasks import task_of_classes
 from kws.errors import KwsError
 from kws.quant.modelfile import ShippedModel, load_model
 
@@ -24,28 +25,39 @@ def float_model(shipped: ShippedModel):
     return m.eval()
 
 
-def data_config_for(shipped: ShippedModel, data_dir: Path) -> DataConfig:
-    """The training split settings on the training folder (so `testing` means the held-out
+def folders(data) -> list[Path]:
+    """A data folder, or several that form one data set, as a list."""
+    return [Path(d) for d in (data if isinstance(data, (list, tuple)) else [data])]
+
+
+def data_config_for(shipped: ShippedModel, data) -> DataConfig:
+    """The training split settings on the training folders (so `testing` means the held-out
     speakers); otherwise the folder's own official split. Every clip of a class counts."""
-    task = "v2-12" if len(shipped.classes) == 12 else "35"
+    try:
+        task = task_of_classes(shipped.classes)
+    except ValueError as e:
+        raise KwsError(f"{shipped.folder}: {e}") from None
     stored = shipped.doc.get("training", {}).get("data_config")
     trained_on = shipped.doc.get("training", {}).get("data") or []
     trained_on = [trained_on] if isinstance(trained_on, str) else trained_on
-    if stored and data_dir.resolve() in [Path(t).resolve() for t in trained_on]:
+    if stored and all(d.resolve() in [Path(t).resolve() for t in trained_on]
+                      for d in folders(data)):
         # one of the training folders: the split is a function of the speaker alone, so the
         # held-out speakers of this folder are the same with or without the others
         return DataConfig(**dict(stored, unknown_pct=None))
-    return DataConfig(task=task, unknown_pct=None)
+    return DataConfig(task=task.name, keywords=task.chosen, unknown_pct=None)
 
 
-def split_clips(shipped: ShippedModel, data_dir: Path, split: str):
-    """(dataset, clips of `split`) of a data folder, labelled for the model's task."""
-    dataset = load_dataset(data_dir, data_config_for(shipped, data_dir))
+def split_clips(shipped: ShippedModel, data, split: str):
+    """(dataset, clips of `split`) of a data folder (or a list of them), labelled for the
+    model's task."""
+    dataset = load_dataset(folders(data), data_config_for(shipped, data))
+    name = ", ".join(map(str, folders(data)))
     if list(dataset.task.classes) != shipped.classes:
-        raise KwsError(f"{data_dir}: task classes differ from the model's")
+        raise KwsError(f"{name}: task classes differ from the model's")
     clips = dataset.clips if split == "all" else dataset.split(split)
     if not clips:
-        raise KwsError(f"{data_dir}: no clips in split {split!r} ({dataset.split_source})")
+        raise KwsError(f"{name}: no clips in split {split!r} ({dataset.split_source})")
     return dataset, clips
 
 
@@ -66,11 +78,10 @@ def speaker_interval(correct: np.ndarray, speakers: list[str], level: float = 0.
     return float(np.percentile(acc, tail)), float(np.percentile(acc, 100 - tail))
 
 
-def evaluate(model_dir: Path, data_dir: Path, split: str = "testing",
-             skip_bad: bool = False) -> dict:
+def evaluate(model_dir: Path, data, split: str = "testing", skip_bad: bool = False) -> dict:
+    """Clip accuracy of a shipped model on one split of a data folder (or several)."""
     shipped = load_model(model_dir)
-    data_dir = Path(data_dir)
-    dataset, clips = split_clips(shipped, data_dir, split)
+    dataset, clips = split_clips(shipped, data, split)
     fs = compute_features(clips, dataset.root, shipped.features, Path("data/cache"), skip_bad)
     y = dataset.labels(fs.clips)
     pool = shipped.pool_frames
@@ -85,7 +96,8 @@ def evaluate(model_dir: Path, data_dir: Path, split: str = "testing",
                  for i, c in enumerate(shipped.classes)}
     speakers = [c.speaker for c in fs.clips]
     return {
-        "model": shipped.name, "model_hash": shipped.hash, "data": str(data_dir),
+        "model": shipped.name, "model_hash": shipped.hash,
+        "data": ", ".join(map(str, folders(data))),
         "split": split, "split_rule": dataset.split_source,
         "n_clips": int(len(y)), "skipped_bad": len(fs.bad),
         "accuracy_float": float((pred_float == y).mean()),

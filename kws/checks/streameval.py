@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kws.data.dataset import KEYWORDS
+from kws.data.tasks import keyword_words
 
 FA_TARGET = 2.0      # false accepts per hour (the goal), at...
 MISS_TARGET = 0.10   # ...at most this miss rate
@@ -92,7 +93,8 @@ def det_curve(events, posteriors, times, detector_args: dict, span_s: float, hou
               thresholds=THRESHOLDS) -> list[dict]:
     rows = []
     for th in thresholds:
-        s = score_detections(events, detections_at(detector_args, posteriors, times, th), span_s)
+        s = score_detections(events, detections_at(detector_args, posteriors, times, th), span_s,
+                             keyword_words(detector_args["classes"]))
         summ = s.summary(hours)
         rows.append({"threshold": float(th), "miss_rate": summ["miss_rate"],
                      "fa_per_hour": summ["fa_per_hour"],
@@ -146,14 +148,20 @@ def plot_det(curve: list[dict], point: dict, path, title: str):
 
 
 def evaluate_stream(model, data_dir, spec, instances: int = 2, smooth: int = 1,
-                    refractory_s: float = 1.0, out_dir=None) -> dict:
+                    refractory_s: float = 1.0, out_dir=None, negatives=()) -> dict:
     """The streaming evaluation of a shipped model. The threshold is chosen on a stream of
     the validation speakers (`choose_operating_point`); the figures are those of a stream of
-    the held-out test speakers at that threshold, with its DET curve (det.png in out_dir)."""
+    the held-out test speakers at that threshold, with its DET curve (det.png in out_dir).
+
+    With `negatives` (folders of keyword-free audio: running speech, other wake words), each
+    stream is followed by that split's speakers of them (kws.data.dataset.negative_split:
+    validation for choosing, testing for judging), so false accepts per hour count real
+    running speech as a wake-word user hears it."""
     import time
     from pathlib import Path
 
     from kws.detect.detector import Detector, posteriors
+    from kws.checks.evaluate import folders
     from kws.data.streamgen import stream_from_folder
     from kws.detect.windows import Schedule
 
@@ -164,6 +172,12 @@ def evaluate_stream(model, data_dir, spec, instances: int = 2, smooth: int = 1,
     curves, info, hours, streams = {}, {}, {}, {}
     for split in ("validation", "testing"):
         audio, events, info[split] = stream_from_folder(model, data_dir, spec, split)
+        if negatives:
+            sr = model.features.sample_rate
+            neg, files = negative_audio(negatives, sr, split)
+            info[split]["negatives"] = {"files": len(files), "starts_s": round(len(audio) / sr, 3),
+                                        "minutes": round(len(neg) / sr / 60, 2)}
+            audio = np.concatenate([audio, neg])
         pooled, times = stream_scores(model, audio, schedule)
         hours[split] = len(audio) / model.features.sample_rate / 3600
         post = posteriors(pooled, det_args["scale"])
@@ -172,13 +186,16 @@ def evaluate_stream(model, data_dir, spec, instances: int = 2, smooth: int = 1,
     point = choose_operating_point(curves["validation"])
     events, post, times = streams["testing"]
     final = score_detections(events, detections_at(det_args, post, times, point["threshold"]),
-                             span).summary(hours["testing"])
+                             span, keyword_words(model.classes)).summary(hours["testing"])
     on_test = {"threshold": point["threshold"], "miss_rate": final["miss_rate"],
                "fa_per_hour": final["fa_per_hour"]}
     on_test["goal_met"] = (final["fa_per_hour"] <= FA_TARGET and final["miss_rate"] <= MISS_TARGET)
     result = {
-        "model": model.name, "model_hash": model.hash, "data": str(data_dir),
+        "model": model.name, "model_hash": model.hash,
+        "data": ", ".join(str(d) for d in folders(data_dir)),
         "hours": round(hours["testing"], 4), "stream": info["testing"],
+        "fa_in_negatives": _fa_after(detections_at(det_args, post, times, point["threshold"]),
+                                     info["testing"].get("negatives")),
         "schedule": {"window_frames": schedule.period, "instances": instances,
                      "stride_frames": schedule.stride, "pool_frames": schedule.pool,
                      "steps_per_frame": instances},
@@ -217,7 +234,19 @@ def format_stream_report(r: dict) -> str:
                      f"{v['false_accepts']:>6}{v['fa_per_hour']:>7.2f}")
     lines.append(f"false accepts: {f['fa_on_words']} during other words, "
                  f"{f['fa_in_noise']} in noise only")
+    neg = r["stream"].get("negatives")
+    if neg:
+        lines.insert(1, f"  of which {neg['minutes']:.1f} min keyword-free audio of "
+                        f"{neg['files']} files of held-out speakers "
+                        f"({r['fa_in_negatives']} false accepts there)")
     return "\n".join(lines)
+
+
+def _fa_after(detections, negatives: dict | None) -> int | None:
+    """Detections inside the appended keyword-free audio (all of them false accepts)."""
+    if not negatives:
+        return None
+    return sum(1 for t, _ in detections if t > negatives["starts_s"])
 
 
 # --- false accepts on audio that holds no keyword ---------------------------------------------
@@ -239,6 +268,26 @@ def negative_files(folders) -> list:
     return files
 
 
+def negative_audio(folders, sample_rate: int, side: str = "all", gap_s: float = 0.5):
+    """(audio, files): the keyword-free files of one side (`all`, `heldout`, or a split of
+    kws.data.dataset.negative_split) one after another, `gap_s` of silence after each."""
+    from kws.data.audio import load_audio
+    from kws.data.dataset import negative_side, negative_split
+    from kws.errors import KwsError
+
+    files = negative_files(folders)
+    if side == "heldout":
+        files = [f for f in files if negative_side(f) == "heldout"]
+    elif side != "all":
+        files = [f for f in files if negative_split(f) == side]
+    if not files:
+        raise KwsError(f"negatives: no files of the {side} speakers in "
+                       f"{', '.join(map(str, folders))}")
+    gap = np.zeros(int(gap_s * sample_rate), np.float32)
+    audio = np.concatenate([x for f in files for x in (load_audio(f, sample_rate, None), gap)])
+    return audio, files
+
+
 def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
                     refractory_s: float = 1.0, gap_s: float = 0.5, side: str | None = None
                     ) -> dict:
@@ -246,21 +295,14 @@ def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
     noise): the files one after another with `gap_s` of silence between them, listened to
     with the board's schedule; every detection is a false accept. One row per threshold, and
     the figures at the model's stored threshold (detector.json) — the FA/h a user feels."""
-    from kws.data.audio import load_audio
     from kws.detect.detector import Detector, posteriors, stored_settings
     from kws.detect.windows import Schedule
 
-    from kws.data.dataset import negative_side
-
     sr = model.features.sample_rate
-    files = negative_files(folders)
     # a model that trained on crops of such recordings is judged on the other speakers only
     if side is None:   # `all`, or `heldout` to compare with such a model on the same files
         side = "heldout" if model.doc.get("training", {}).get("negative_dirs") else "all"
-    if side == "heldout":
-        files = [f for f in files if negative_side(f) == "heldout"]
-    gap = np.zeros(int(gap_s * sr), np.float32)
-    audio = np.concatenate([x for f in files for x in (load_audio(f, sr, None), gap)])
+    audio, files = negative_audio(folders, sr, side, gap_s)
     hours = len(audio) / sr / 3600
     schedule = Schedule.for_model(model, instances)
     det_args = Detector.args_for(model, schedule, smooth=smooth, refractory_s=refractory_s)
@@ -270,7 +312,7 @@ def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
     rows = []
     for th in sorted(set(THRESHOLDS.tolist()) | {stored}):
         dets = detections_at(det_args, post, times, th)
-        per = {w: sum(1 for _, d in dets if d == w) for w in KEYWORDS if w in model.classes}
+        per = {w: sum(1 for _, d in dets if d == w) for w in keyword_words(model.classes)}
         rows.append({"threshold": float(th), "false_accepts": len(dets),
                      "fa_per_hour": len(dets) / hours, "per_keyword": per})
     at_stored = next(r for r in rows if r["threshold"] == stored)

@@ -193,7 +193,7 @@ def load_dataset(roots: str | Path | list, config: DataConfig = DataConfig()) ->
         if not root.is_dir():
             raise KwsError(f"no data folder at {root} (get Speech Commands with `kws data "
                            "download`, or make a synthetic corpus with `kws data synth`)")
-    task = TASKS[config.task]
+    task = config.vocabulary()
     lists = {root: _read_lists(root) for root in roots}
     mode = _split_mode(roots, config, lists)
     words = []
@@ -209,7 +209,7 @@ def load_dataset(roots: str | Path | list, config: DataConfig = DataConfig()) ->
         rule += f"; fold {config.fold} of {config.folds} (its testing speakers left out)"
 
     clips = [c for c in words if task.label(c.word) is not None]
-    if SILENCE in task.classes and not any(c.word == SILENCE for c in clips):
+    if task.label(SILENCE) is not None and not any(c.word == SILENCE for c in clips):
         noisy = [root for root in roots if background_files(root)]
         if noisy:  # the first folder with background recordings gives the crops
             clips += _silence_crops(noisy[0], clips, config)
@@ -333,12 +333,24 @@ def negative_speaker(path: Path) -> str:
     return f"librispeech-{m[1]}" if m else path.stem
 
 
+def _negative_bucket(path: Path) -> int:
+    digest = hashlib.sha1((NEGATIVE_SALT + negative_speaker(Path(path))).encode()).hexdigest()
+    return int(digest, 16) % 10000
+
+
 def negative_side(path: Path, train_pct: float = 50.0) -> str:
     """`training` or `heldout` for a keyword-free recording, by a salted hash of its speaker:
     the part training may use (as `_unknown_` crops) and the part false accepts are counted
     on. The same file always lands on the same side."""
-    digest = hashlib.sha1((NEGATIVE_SALT + negative_speaker(Path(path))).encode()).hexdigest()
-    return "training" if int(digest, 16) % 10000 < train_pct * 100 else "heldout"
+    return "training" if _negative_bucket(path) < train_pct * 100 else "heldout"
+
+
+def negative_split(path: Path) -> str:
+    """`training` (the training side, 50 %), else `validation` or `testing` (25 % each, the
+    two halves of the held-out side): a detector's threshold is chosen on the validation
+    speakers' false accepts and judged on the testing speakers'."""
+    bucket = _negative_bucket(path)
+    return "training" if bucket < 5000 else "validation" if bucket < 7500 else "testing"
 
 
 def background_files(root: Path) -> list[Path]:
@@ -350,13 +362,15 @@ def background_files(root: Path) -> list[Path]:
 
 
 def _limit_unknown(clips: list[Clip], task: Task, config: DataConfig) -> list[Clip]:
-    """Keep at most `unknown_pct` % unknown clips per split (seeded choice), as TensorFlow does."""
-    if UNKNOWN not in task.classes or config.unknown_pct is None:
+    """Keep at most `unknown_pct` % unknown clips per split (seeded choice), as TensorFlow does.
+    (The clips of the task's `other` class: _unknown_, or a wake task's _background_ words.)"""
+    if task.other is None or config.unknown_pct is None:
         return clips
-    unknown_index = task.classes.index(UNKNOWN)
-    keep = [c for c in clips if task.label(c.word) != unknown_index]
+    unknown_index = task.classes.index(task.other)
+    keep = [c for c in clips if task.label(c.word) != unknown_index or c.word == SILENCE]
     for s, split in enumerate(SPLITS):
-        pool = [c for c in clips if c.split == split and task.label(c.word) == unknown_index]
+        pool = [c for c in clips if c.split == split and c.word != SILENCE
+                and task.label(c.word) == unknown_index]
         n = _split_size(clips, split, config.unknown_pct)
         if len(pool) > n:
             rng = np.random.default_rng([config.seed, 2, s])

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kws.data.dataset import BACKGROUND, KEYWORDS, UNKNOWN
+from kws.data.dataset import BACKGROUND, SILENCE, UNKNOWN
+from kws.data.tasks import keyword_words
 from kws.errors import KwsError
 
 
@@ -129,6 +130,15 @@ def make_stream(keyword_clips, unknown_clips, stretches, spec: StreamSpec,
     return np.clip(audio, -1.0, 1.0).astype(np.float32), events
 
 
+def _name(path, roots) -> str:
+    """A clip's name relative to its data folder (the folder's name first if there are more)."""
+    for root in roots:
+        if Path(path).resolve().is_relative_to(Path(root).resolve()):
+            rel = str(Path(path).resolve().relative_to(Path(root).resolve()))
+            return rel if len(roots) == 1 else f"{Path(root).name}/{rel}"
+    return str(path)
+
+
 def stream_from_folder(model, data_dir: Path, spec: StreamSpec, split: str = "testing"):
     """The stream for a shipped model from the speakers of one split of a Speech Commands
     folder (`testing`: held out; `validation`: for choosing a threshold), over that split's
@@ -136,15 +146,17 @@ def stream_from_folder(model, data_dir: Path, spec: StreamSpec, split: str = "te
     from kws.frontend.cache import load_clip_audio
     from kws.checks.evaluate import data_config_for, split_clips
 
-    dataset, clips = split_clips(model, Path(data_dir), split)
-    cfg = data_config_for(model, Path(data_dir))
+    from kws.checks.evaluate import folders
+
+    dataset, clips = split_clips(model, data_dir, split)
+    cfg = data_config_for(model, data_dir)
     audio, clips = load_clip_audio(clips, model.features, skip_bad=True)[:2]
-    named = [(str(Path(c.path).relative_to(dataset.root)), c.word, a)
-             for c, a in zip(clips, audio)]
-    keywords = [(p, w, a) for p, w, a in named if w in KEYWORDS and w in model.classes]
-    unknown = [(p, UNKNOWN, a) for p, w, a in named
-               if w not in KEYWORDS and w not in ("_silence_",)]
-    stretches = noise_stretches(data_dir, model.features.sample_rate, cfg.val_pct, cfg.test_pct,
+    named = [(_name(c.path, dataset.roots), c.word, a) for c, a in zip(clips, audio)]
+    targets = keyword_words(model.classes)     # other words, keywords of other tasks too,
+    keywords = [(p, w, a) for p, w, a in named if w in targets]   # are distractors
+    unknown = [(p, UNKNOWN, a) for p, w, a in named if w not in targets and w != SILENCE]
+    noisy = [d for d in folders(data_dir) if (d / BACKGROUND).is_dir()] or folders(data_dir)
+    stretches = noise_stretches(noisy[0], model.features.sample_rate, cfg.val_pct, cfg.test_pct,
                                 split)
     audio, events = make_stream(keywords, unknown, stretches, spec, model.features.sample_rate)
     info = {"spec": asdict(spec), "split": split, "noise": [name for name, _ in stretches],

@@ -35,12 +35,12 @@ from tqdm import tqdm
 from kws.data import espeak
 from kws.atomic import atomic_open, atomic_path
 from kws.data.dataset import which_set
+from kws.data.tasks import KEYWORDS
 from kws.errors import KwsError
 
 VERSION = 1
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = SAMPLE_RATE
-KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 OTHER_WORDS = (
     "bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin",
     "nine", "one", "seven", "sheila", "six", "three", "tree", "two", "wow", "zero",

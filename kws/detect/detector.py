@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kws.data.dataset import KEYWORDS
+from kws.data.tasks import keyword_indices
 from kws.errors import KwsError
 from kws.quant.arith import QH
 
@@ -123,7 +123,7 @@ class Detector:
                  smooth: int = 1, threshold: float = 0.7, refractory_s: float = 1.0):
         self.classes, self.scale = classes, scale
         self.window_s, self.stride_s = window_s, stride_s
-        self.keywords = [i for i, c in enumerate(classes) if c in KEYWORDS]
+        self.keywords = keyword_indices(classes)
         self.threshold = threshold
         self.refractory = round(refractory_s / stride_s)
         self.recent: deque = deque(maxlen=smooth)

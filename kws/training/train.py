@@ -34,7 +34,7 @@ from tqdm import tqdm
 from kws.atomic import atomic_open, atomic_path, ctrl_c_deferred
 from kws.frontend.cache import cached_audio, compute_features, to_float
 from kws.config import Config, config_to_dict
-from kws.data.dataset import UNKNOWN, TASKS, Dataset, background_files, find_data, load_dataset
+from kws.data.dataset import Dataset, background_files, find_data, load_dataset
 from kws.errors import Interrupted, KwsError
 from kws.frontend.features import BatchLogMel, norm_stats
 from kws.training.model import FastGRNN, GRUBaseline
@@ -68,7 +68,7 @@ class TrainingData:
         crops = self._negative_crops(config, self.warnings)
         if len(crops):                  # keyword-free speech as more `_unknown_` clips
             self.audio = np.concatenate([self.audio, crops])
-            unknown = self.dataset.task.classes.index(UNKNOWN)
+            unknown = self.dataset.task.classes.index(self.dataset.task.other)
             self.labels = np.concatenate([self.labels, np.full(len(crops), unknown)])
         clean = compute_features(self.dataset.clips, self.dataset.root, fc, cache_dir,
                                  skip_bad=True)
@@ -116,8 +116,9 @@ class TrainingData:
         t, n = config.train, config.features.clip_samples
         if not t.negative_clips:
             return np.zeros((0, n), np.int16)
-        if UNKNOWN not in TASKS[config.data.task].classes:
-            raise KwsError(f"train.negative_clips: task {config.data.task} has no _unknown_")
+        if config.data.vocabulary().other is None:
+            raise KwsError(f"train.negative_clips: task {config.data.task} has no class for "
+                           "other words (_unknown_ or _background_)")
         files = [f for f in _audio_files(t.negative_dirs, "train.negative_dirs", warnings)
                  if negative_side(f) == "training"]
         audio = [a for f in files if len(a := load_audio(f, config.features.sample_rate,
@@ -527,7 +528,7 @@ def load_teacher(config: Config):
     from kws.config import load_config
 
     tconf = load_config(Path(config.train.teacher) / "config.yaml")
-    teacher = build_model(tconf, len(TASKS[config.data.task].classes))
+    teacher = build_model(tconf, len(config.data.vocabulary().classes))
     load_state(teacher, load_run_model(config.train.teacher, "train.teacher"), "train.teacher")
     return teacher.eval()
 

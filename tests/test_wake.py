@@ -1,0 +1,102 @@
+"""The wake-word task: one or more words against everything else (data.task: wake)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kws.config import Config, DataConfig, ModelConfig, TrainConfig, load_config
+from kws.data.dataset import load_dataset, negative_side, negative_split
+from kws.data.tasks import OTHER, TASKS, keyword_words, make_task, task_of_classes
+from kws.errors import KwsError
+
+
+def test_a_wake_task_labels_its_words_and_puts_everything_else_in_background():
+    task = make_task("wake", ["stop"])
+    assert task.classes == ("stop", OTHER) and keyword_words(task.classes) == ["stop"]
+    assert task.label("stop") == 0
+    for other in ("go", "marvin", "_silence_", "_unknown_"):   # keywords of v2-12 too
+        assert task.label(other) == 1, other
+    assert task.label("_background_noise_") is None             # recordings, not clips
+    two = make_task("wake", ["marvin", "sheila"])
+    assert two.classes == ("marvin", "sheila", OTHER) and two.label("sheila") == 1
+
+
+def test_the_benchmark_tasks_label_as_before():
+    v2 = TASKS["v2-12"]
+    assert v2.label("_silence_") == 10 and v2.label("bed") == 11 and v2.label("go") == 9
+    assert TASKS["35"].label("_silence_") is None and TASKS["35"].label("bed") is not None
+    assert keyword_words(v2.classes) == list(v2.classes[:10])
+
+
+@pytest.mark.parametrize("task, words, message", [
+    ("wake", [], "needs data.keywords"),
+    ("wake", ["stopp"], "stopp"),
+    ("wake", ["stop", "stop"], "twice"),
+    ("v2-12", ["stop"], "is for data.task: wake"),
+    ("wakeword", [], "must be one of"),
+])
+def test_a_wrong_task_or_word_list_is_an_error_that_names_it(task, words, message):
+    with pytest.raises(KwsError, match=message):
+        DataConfig(task=task, keywords=tuple(words))
+
+
+def test_a_model_file_s_classes_give_back_its_task():
+    assert task_of_classes(TASKS["v2-12"].classes) is TASKS["v2-12"]
+    assert task_of_classes(["go", OTHER]) == make_task("wake", ["go"])
+    with pytest.raises(ValueError, match="not those of any task"):
+        task_of_classes(["go", "no"])
+
+
+def test_the_wake_config_file_is_read_strictly(tmp_path):
+    cfg = load_config("configs/wake_stop.yaml")
+    assert cfg.data.vocabulary().classes == ("stop", OTHER)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  task: wake\n  keywords: [stop, halt]\n")
+    with pytest.raises(KwsError, match="halt"):
+        load_config(bad)
+
+
+def test_a_wake_data_set_has_the_word_and_a_background_of_every_other_clip(sc_mini):
+    v2 = load_dataset(sc_mini, DataConfig(unknown_pct=None))
+    wake = load_dataset(sc_mini, DataConfig(task="wake", keywords=("stop",), unknown_pct=None))
+    assert wake.task.classes == ("stop", OTHER)
+    labels = wake.labels(wake.clips)
+    assert set(labels) == {0, 1}
+    assert sum(1 for c in wake.clips if c.word == "stop") == int((labels == 0).sum())
+    # the same clips as the 12-class task (silence crops included), only labelled otherwise
+    assert sorted((str(c.path), c.offset) for c in wake.clips) == \
+        sorted((str(c.path), c.offset) for c in v2.clips)
+    assert any(c.word == "_silence_" for c in wake.clips)
+
+
+def test_wake_training_data_labels_keyword_free_crops_as_background(sc_mini, tmp_path):
+    from kws.training.train import TrainingData
+
+    neg = tmp_path / "neg"
+    neg.mkdir()
+    rng = np.random.default_rng(2)
+    for spk in range(8):
+        sf.write(neg / f"{200 + spk}-1-0000.flac",
+                 (rng.standard_normal(20000) * 0.1).astype(np.float32), 16000)
+    cfg = Config(data=DataConfig(task="wake", keywords=("go",)),
+                 model=ModelConfig(hidden=8, rank_w=3, rank_u=2),
+                 train=TrainConfig(data=str(sc_mini), fallback_data="", batch_size=8,
+                                   epochs_dense=1, epochs_quant=0, negative_dirs=(str(neg),),
+                                   negative_clips=6))
+    data = TrainingData(cfg, sc_mini, tmp_path / "cache")
+    assert (data.labels[-6:] == 1).all() and (data.labels == 0).any()
+
+
+def test_negative_splits_halve_the_held_out_side_by_speaker(tmp_path):
+    names = [f"{300 + s}-{c}-0000.flac" for s in range(60) for c in (1, 2)] + \
+            [f"computer_{k}.flac" for k in range(60)]
+    splits = {n: negative_split(tmp_path / n) for n in names}
+    assert set(splits.values()) == {"training", "validation", "testing"}
+    for n in names:   # held out = validation + testing, training unchanged
+        assert (splits[n] == "training") == (negative_side(tmp_path / n) == "training")
+    for s in range(60):   # one speaker, one split
+        assert splits[f"{300 + s}-1-0000.flac"] == splits[f"{300 + s}-2-0000.flac"]
+    counts = {v: list(splits.values()).count(v) for v in set(splits.values())}
+    assert counts["validation"] > 20 and counts["testing"] > 20
