@@ -168,7 +168,9 @@ def cmd_eval(args):
                       + (" + keyword-free audio)" if args.negatives else ")")))
     if args.negatives:
         from kws.checks.streameval import format_negatives_report, negatives_curve
-        report["negatives"] = negatives_curve(model, args.negatives, instances=args.instances)
+        # after --stream chose the threshold on the validation speakers: the testing ones
+        report["negatives"] = negatives_curve(model, args.negatives, instances=args.instances,
+                                              side="testing" if args.stream else None)
         print(format_negatives_report(report["negatives"]))
     if args.json:
         with atomic_open(args.json, "w") as f:
@@ -179,6 +181,17 @@ def cmd_eval(args):
     print(f"report: {path}")
     if device and device["mismatched_frames"]:
         raise SystemExit(1)
+
+
+def cmd_mine(args):
+    from kws.checks.mine import format_mined, mine
+    from kws.quant.modelfile import load_model
+
+    model = load_model(args.model)
+    out = args.out or Path("data/mined") / model.name
+    doc = mine(model, args.negatives, out, windows=args.windows, min_score=args.min_score)
+    print(format_mined(doc))
+    print(f"wrote {out} (train on it with train.hard_negative_dirs: [{out}])")
 
 
 def cmd_sweep(args):
@@ -384,6 +397,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "%(default)s)")
     p.add_argument("--out", type=Path, help="report folder (default reports/<model>)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("mine", help="hard negatives: the windows of keyword-free audio a "
+                       "model scores highest, as clips to train on")
+    p.add_argument("--model", default="models/default", help="default: %(default)s")
+    p.add_argument("--negatives", action="append", type=Path, metavar="FOLDER", required=True,
+                   help="keyword-free audio (only its training speakers are used); repeatable")
+    p.add_argument("--out", type=Path, help="default: data/mined/<model name>")
+    p.add_argument("--windows", type=int, default=1000,
+                   help="at most this many windows (default: %(default)s)")
+    p.add_argument("--min-score", type=float, default=0.1,
+                   help="keyword posterior a window needs (default: %(default)s)")
+    p.set_defaults(func=cmd_mine)
 
     p = sub.add_parser("sweep", help="train several configs; table and accuracy-vs-bytes plot")
     p.add_argument("configs", nargs="+", type=Path, help="FastGRNN config files")

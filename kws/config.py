@@ -146,6 +146,7 @@ class TrainConfig:
     class_balance: float = 0.0     # loss weight of a class ~ (its clips)^-class_balance (1: equal)
     negative_dirs: tuple[str, ...] = ()  # keyword-free speech: 1 s crops become `_unknown_`
     negative_clips: int = 0        # ... this many crops, from the `training` side of its speakers
+    hard_negative_dirs: tuple[str, ...] = ()  # `kws mine` folders: every clip is `_unknown_`
     spec_mask_bins: int = 0        # SpecAugment: one frequency mask up to this wide
     spec_mask_frames: int = 0      # and one time mask up to this long
     smooth_float: bool = False     # float phases use sigmoid/tanh; quant uses quantSigm/Tanh

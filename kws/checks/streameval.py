@@ -174,7 +174,7 @@ def evaluate_stream(model, data_dir, spec, instances: int = 2, smooth: int = 1,
         audio, events, info[split] = stream_from_folder(model, data_dir, spec, split)
         if negatives:
             sr = model.features.sample_rate
-            neg, files = negative_audio(negatives, sr, split)
+            neg, files, _ = negative_audio(negatives, sr, split)
             info[split]["negatives"] = {"files": len(files), "starts_s": round(len(audio) / sr, 3),
                                         "minutes": round(len(neg) / sr / 60, 2)}
             audio = np.concatenate([audio, neg])
@@ -269,8 +269,9 @@ def negative_files(folders) -> list:
 
 
 def negative_audio(folders, sample_rate: int, side: str = "all", gap_s: float = 0.5):
-    """(audio, files): the keyword-free files of one side (`all`, `heldout`, or a split of
-    kws.data.dataset.negative_split) one after another, `gap_s` of silence after each."""
+    """(audio, files, starts): the keyword-free files of one side (`all`, `heldout`, or a
+    split of kws.data.dataset.negative_split) one after another, `gap_s` of silence after
+    each; starts[k] is the sample where files[k] begins."""
     from kws.data.audio import load_audio
     from kws.data.dataset import negative_side, negative_split
     from kws.errors import KwsError
@@ -284,8 +285,9 @@ def negative_audio(folders, sample_rate: int, side: str = "all", gap_s: float = 
         raise KwsError(f"negatives: no files of the {side} speakers in "
                        f"{', '.join(map(str, folders))}")
     gap = np.zeros(int(gap_s * sample_rate), np.float32)
-    audio = np.concatenate([x for f in files for x in (load_audio(f, sample_rate, None), gap)])
-    return audio, files
+    parts = [x for f in files for x in (load_audio(f, sample_rate, None), gap)]
+    starts = np.concatenate([[0], np.cumsum([len(p) for p in parts])[1::2][:-1]])
+    return np.concatenate(parts), files, starts.astype(np.int64)
 
 
 def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
@@ -302,7 +304,7 @@ def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
     # a model that trained on crops of such recordings is judged on the other speakers only
     if side is None:   # `all`, or `heldout` to compare with such a model on the same files
         side = "heldout" if model.doc.get("training", {}).get("negative_dirs") else "all"
-    audio, files = negative_audio(folders, sr, side, gap_s)
+    audio, files, _ = negative_audio(folders, sr, side, gap_s)
     hours = len(audio) / sr / 3600
     schedule = Schedule.for_model(model, instances)
     det_args = Detector.args_for(model, schedule, smooth=smooth, refractory_s=refractory_s)
@@ -325,8 +327,9 @@ def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
 def format_negatives_report(r: dict) -> str:
     at = r["at_stored_threshold"]
     worst = sorted(at["per_keyword"].items(), key=lambda kv: -kv[1])
-    side = " (held-out speakers: the model trained on the others)" \
-        if r.get("side") == "heldout" else ""
+    side = {"heldout": " (held-out speakers: the model trained on the others)",
+            "testing": " (testing speakers: neither trained on nor used to choose the "
+                       "threshold)"}.get(r.get("side"), "")
     lines = [f"negatives: {r['files']} files{side}, {r['hours'] * 60:.1f} min, "
              f"{r['windows']} windows",
              f"at the model's threshold {r['stored_threshold']}: {at['false_accepts']} false "

@@ -46,7 +46,8 @@ def ship(result: dict, config: Config, name: str, out: Path) -> dict:
                 "split": data.dataset.split_source, "epochs": len(result["history"]),
                 "best_epoch": result["best"]["epoch"],
                 "negative_dirs": list(config.train.negative_dirs)
-                if config.train.negative_clips else []}
+                if config.train.negative_clips else [],
+                "hard_negative_dirs": list(config.train.hard_negative_dirs)}
     # the normalisation folded into the integer input is the training split's per-bin stats
     return save_model(out, name, im, config.features, list(data.dataset.task.classes),
                       data.mean, data.std, pool,

@@ -66,7 +66,11 @@ class TrainingData:
         self.labels = self.dataset.labels(kept)
         self.warnings: list[str] = []   # augmentation sources that are missing (train() says)
         crops = self._negative_crops(config, self.warnings)
+        crops = np.concatenate([crops, self._hard_negatives(config, self.warnings)])
         if len(crops):                  # keyword-free speech as more `_unknown_` clips
+            if self.dataset.task.other is None:
+                raise KwsError(f"train.negative_clips / hard_negative_dirs: task "
+                               f"{config.data.task} has no class for other words")
             self.audio = np.concatenate([self.audio, crops])
             unknown = self.dataset.task.classes.index(self.dataset.task.other)
             self.labels = np.concatenate([self.labels, np.full(len(crops), unknown)])
@@ -103,6 +107,21 @@ class TrainingData:
             a = load_audio(f, config.features.sample_rate, None)
             if len(a) > length:
                 out.append(a)
+        return out
+
+    @staticmethod
+    def _hard_negatives(config: Config, warnings: list[str]) -> np.ndarray:
+        """Every clip (int16, padded or cut to one clip) of the `train.hard_negative_dirs`:
+        windows of keyword-free audio that an earlier model scored high (`kws mine`)."""
+        from kws.data.audio import load_audio
+        from kws.frontend.cache import to_pcm
+
+        n = config.features.clip_samples
+        files = _audio_files(config.train.hard_negative_dirs, "train.hard_negative_dirs",
+                             warnings)
+        out = np.empty((len(files), n), np.int16)
+        for i, f in enumerate(files):
+            out[i] = to_pcm(load_audio(f, config.features.sample_rate, n))
         return out
 
     @staticmethod
