@@ -147,6 +147,8 @@ class TrainConfig:
     negative_dirs: tuple[str, ...] = ()  # keyword-free speech: 1 s crops become `_unknown_`
     negative_clips: int = 0        # ... this many crops, from the `training` side of its speakers
     hard_negative_dirs: tuple[str, ...] = ()  # `kws mine` folders: every clip is `_unknown_`
+    cut_prob: float = 0.0          # a keyword clip becomes a stream cut (kws/training/cuts.py)
+    cut_keep: tuple[float, float] = (0.5, 0.9)  # ... labelled by the voiced fraction it keeps
     spec_mask_bins: int = 0        # SpecAugment: one frequency mask up to this wide
     spec_mask_frames: int = 0      # and one time mask up to this long
     smooth_float: bool = False     # float phases use sigmoid/tanh; quant uses quantSigm/Tanh
@@ -162,7 +164,9 @@ class TrainConfig:
                     "shift_ms"):
             if getattr(self, key) < 0:
                 raise KwsError(f"train.{key} must be >= 0, not {getattr(self, key)}")
-        for key in ("noise_prob", "distill_weight", "rir_prob", "class_balance"):
+        if not 0 <= self.cut_keep[0] <= self.cut_keep[1] <= 1:
+            raise KwsError(f"train.cut_keep is [low, high] in [0, 1], not {self.cut_keep}")
+        for key in ("noise_prob", "distill_weight", "rir_prob", "class_balance", "cut_prob"):
             if not 0 <= getattr(self, key) <= 1:
                 raise KwsError(f"train.{key} must be in [0, 1], not {getattr(self, key)}")
         if self.device not in ("auto", "cpu", "cuda"):

@@ -100,3 +100,79 @@ def test_negative_splits_halve_the_held_out_side_by_speaker(tmp_path):
         assert splits[f"{300 + s}-1-0000.flac"] == splits[f"{300 + s}-2-0000.flac"]
     counts = {v: list(splits.values()).count(v) for v in set(splits.values())}
     assert counts["validation"] > 20 and counts["testing"] > 20
+
+
+# --- stream cuts: the window-labelling rule -------------------------------------------------
+
+def _word_clip(n=16000, on=(6000, 10000)):
+    clip = np.zeros(n, np.float32)
+    clip[on[0]:on[1]] = np.sin(np.arange(on[1] - on[0]) * 0.3) * 0.5
+    return clip
+
+
+@pytest.mark.parametrize("offset, kept", [
+    (0, 1.0),            # the clip itself: all of the word
+    (-6000, 1.0),        # the word at the end of the window, whole
+    (8000, 0.5),         # the window starts half-way through the word
+    (-8000, 0.5),        # the window ends half-way through it
+    (10000, 0.0),        # the word is over before the window starts
+    (-16000, 0.0),       # the window is all of the neighbour before
+])
+def test_a_cut_window_keeps_the_fraction_of_the_voiced_span_it_holds(offset, kept):
+    from kws.training.cuts import cut_window
+
+    clip = _word_clip()
+    before, after = np.full(16000, 0.01, np.float32), np.full(16000, -0.01, np.float32)
+    window, got = cut_window(clip, before, after, offset, (6000, 10000))
+    assert got == pytest.approx(kept)
+    assert len(window) == 16000
+    stream = np.concatenate([before, clip, after])
+    assert np.array_equal(window, stream[16000 + offset:32000 + offset])
+
+
+@pytest.mark.parametrize("kept, expected", [
+    (1.0, 3), (0.9, 3), (0.89, -100), (0.5, -100), (0.49, 11), (0.0, 11)])
+def test_the_labelling_rule_keyword_other_or_not_taught(kept, expected):
+    from kws.training.cuts import cut_label
+
+    assert cut_label(kept, 3, 11, (0.5, 0.9)) == expected
+
+
+def test_drawn_offsets_cover_whole_partial_and_missing_words():
+    from kws.training.cuts import cut_window, draw_offset
+
+    rng = np.random.default_rng(0)
+    clip = _word_clip()
+    kept = [cut_window(clip, clip * 0, clip * 0, draw_offset((6000, 10000), 16000, rng),
+                       (6000, 10000))[1] for _ in range(2000)]
+    kept = np.array(kept)
+    assert (kept == 1.0).mean() > 0.3 and ((kept > 0) & (kept < 1)).mean() > 0.3
+    assert (kept < 0.1).mean() > 0.02
+
+
+def test_a_stream_cut_batch_relabels_cut_keyword_clips(sc_mini, tmp_path):
+    from kws.training.train import Augmenter, TrainingData
+
+    cfg = Config(model=ModelConfig(hidden=8, rank_w=3, rank_u=2),
+                 train=TrainConfig(data=str(sc_mini), fallback_data="", batch_size=8,
+                                   epochs_dense=1, epochs_quant=0, cut_prob=1.0,
+                                   noise_prob=0.0))
+    data = TrainingData(cfg, sc_mini, tmp_path / "cache")
+    aug = Augmenter(data, cfg)
+    idx = np.arange(len(data.labels))
+    x, y = aug.batch(idx, np.random.default_rng(1))
+    x2, y2 = aug.batch(idx, np.random.default_rng(1))
+    assert torch_equal(x, x2) and np.array_equal(y, y2)          # seeded
+    words = np.isin(data.labels, list(aug.words))
+    assert np.array_equal(y[~words], data.labels[~words])        # only keywords are cut
+    other = data.dataset.task.classes.index("_unknown_")
+    changed = y[words] != data.labels[words]
+    assert changed.any() and set(y[words][changed]) <= {other, -100}
+    assert (y[words] == data.labels[words]).any()                # whole words keep theirs
+    with pytest.raises(KwsError, match="cut_keep"):
+        TrainConfig(cut_keep=(0.9, 0.5))
+
+
+def torch_equal(a, b):
+    import torch
+    return torch.equal(a, b)

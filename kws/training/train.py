@@ -220,12 +220,24 @@ class Augmenter:
 
     def __init__(self, data: TrainingData, config: Config):
         self.data, self.cfg = data, config.train
+        self.sample_rate = config.features.sample_rate
         self.frontend = BatchLogMel(config.features)
         self.mean = torch.from_numpy(data.mean)
         self.std = torch.from_numpy(data.std)
+        task = data.dataset.task
+        self.words = set(task.keywords)
+        self.other = task.classes.index(task.other) if task.other else None
+        # stream cuts need neighbours: the clips of the other class
+        self.neighbours = (np.flatnonzero(data.labels == self.other)
+                           if self.other is not None and self.cfg.cut_prob > 0 else [])
 
     def __call__(self, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        return self.batch(idx, rng)[0]
+
+    def batch(self, idx: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
+        """(features, labels) of the clips `idx`: a stream cut may change a label."""
         cfg, n = self.cfg, len(idx)
+        labels = self.data.labels[idx].copy()
         audio = to_float(self.data.audio[idx])
         length = audio.shape[1]
         max_shift = int(cfg.shift_ms * 16)
@@ -235,7 +247,11 @@ class Augmenter:
                 audio[i] = speed_perturb(audio[i], rng.uniform(*cfg.speed))
             if self.data.rirs and rng.random() < cfg.rir_prob:
                 audio[i] = reverberate(audio[i], self.data.rirs[rng.integers(len(self.data.rirs))])
-            s = int(rng.integers(-max_shift, max_shift + 1)) if max_shift else 0
+            if len(self.neighbours) and labels[i] in self.words and rng.random() < cfg.cut_prob:
+                audio[i], labels[i] = self.stream_cut(audio[i], int(labels[i]), rng)
+                s = 0                                  # the cut is the shift
+            else:
+                s = int(rng.integers(-max_shift, max_shift + 1)) if max_shift else 0
             audio[i] = np.roll(audio[i], s)
             if s > 0:
                 audio[i, :s] = 0
@@ -262,7 +278,19 @@ class Augmenter:
                 w = rng.integers(0, cfg.spec_mask_frames + 1)
                 t0 = rng.integers(0, feats.shape[1] - w + 1)
                 feats[i, t0:t0 + w] = 0
-        return feats
+        return feats, labels
+
+    def stream_cut(self, clip: np.ndarray, label: int, rng: np.random.Generator):
+        """The keyword clip between two neighbours, cut at a drawn offset (kws.training.cuts)."""
+        from kws.data.streamgen import voiced_span
+        from kws.training.cuts import cut_label, cut_window, draw_offset
+
+        voiced = voiced_span(clip, self.sample_rate)
+        before, after = (to_float(self.data.audio[self.neighbours[
+            rng.integers(len(self.neighbours))]]) for _ in range(2))
+        window, kept = cut_window(clip, before, after, draw_offset(voiced, len(clip), rng),
+                                  voiced)
+        return window, cut_label(kept, label, self.other, self.cfg.cut_keep)
 
 
 # --- model -----------------------------------------------------------------------------------
@@ -409,10 +437,12 @@ class Trainer:
             for g in self.opt.param_groups:
                 g["lr"] = self.lr_at(self.epoch + b / n_batches)
             idx = order[b * bs:(b + 1) * bs]
-            x = self.augment(idx, rng).to(self.device)
-            y = torch.from_numpy(self.data.labels[idx]).to(self.device)
+            x, y = self.augment.batch(idx, rng)
+            x, y = x.to(self.device), torch.from_numpy(y).to(self.device)
             logits = pooled(model(x, quant=quant), cfg.model.pool_frames)
-            loss = F.cross_entropy(logits, y, weight=self.class_weights)
+            loss = F.cross_entropy(logits, y, weight=self.class_weights)   # IGNORE: no loss
+            if not (y >= 0).any():                  # a batch of ambiguous cuts only
+                loss = logits.sum() * 0.0
             if self.teacher is not None:
                 T = cfg.train.distill_temperature
                 with torch.no_grad():
