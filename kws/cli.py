@@ -21,6 +21,11 @@ def _config(args):
     path = getattr(args, "config", None)
     config = load_config(path) if path and (path != DEFAULT_CONFIG or Path(path).exists()) \
         else Config()
+    return _overridden(config, args)
+
+
+def _overridden(config, args):
+    """The config with the command line's --task, --keywords and --split."""
     overrides = {k: getattr(args, k) for k in ("task", "split") if getattr(args, k, None)}
     if getattr(args, "keywords", None):
         overrides["keywords"] = tuple(w.strip() for w in args.keywords.split(",") if w.strip())
@@ -45,13 +50,17 @@ def _data_folder(args) -> Path:
     return _data_folders(args)[0]
 
 
+def _add_task_options(p):
+    p.add_argument("--task", choices=TASK_NAMES, help="override data.task")
+    p.add_argument("--keywords", metavar="WORD,...",
+                   help="override data.keywords (the words of --task wake), e.g. stop")
+
+
 def _add_data_options(p):
     p.add_argument("--data", action="append", type=Path,
                    help=DATA_HELP + "; give it twice for two folders that form one data set")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: %(default)s)")
-    p.add_argument("--task", choices=TASK_NAMES, help="override data.task")
-    p.add_argument("--keywords", metavar="WORD,...",
-                   help="override data.keywords (the words of --task wake), e.g. stop")
+    _add_task_options(p)
     p.add_argument("--split", choices=["auto", "official", "speakers"],
                    help="override data.split (see README: Splits)")
 
@@ -117,7 +126,7 @@ def cmd_train(args):
     from kws.training.ship import ship
     from kws.training.train import train
 
-    config = load_config(args.config)
+    config = _overridden(load_config(args.config), args)
     name = args.name or Path(args.config).stem
     run_dir = args.run_dir or Path("runs") / name
     result = train(config, run_dir, resume=args.resume)
@@ -369,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, help="default: runs/<name>")
     p.add_argument("--out", type=Path, help="shipped model folder (default: models/<name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    _add_task_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="accuracy of a shipped model (float and integer)")

@@ -176,3 +176,42 @@ def test_a_stream_cut_batch_relabels_cut_keyword_clips(sc_mini, tmp_path):
 def torch_equal(a, b):
     import torch
     return torch.equal(a, b)
+
+
+def test_a_wake_model_trains_ships_and_listens_with_negatives_end_to_end(sc_mini, tmp_path,
+                                                                          capsys):
+    """kws train with --task wake --keywords, then kws eval --stream --negatives: the model
+    has two classes, the stream's keywords are that word only, the threshold is chosen with
+    the validation speakers of the keyword-free audio and stored."""
+    import json
+
+    from kws.cli import main
+    from kws.data.audio import load_audio
+    from tests.test_hostile import tiny_config_text
+
+    rng = np.random.default_rng(3)                # a noise bed long enough for 10 % stretches
+    sf.write(sc_mini / "_background_noise_" / "hum.flac",
+             (rng.standard_normal(16000 * 30) * 0.02).astype(np.float32), 16000)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(tiny_config_text(sc_mini))
+    model = tmp_path / "m"
+    assert main(["train", "--config", str(cfg), "--task", "wake", "--keywords", "go",
+                 "--run-dir", str(tmp_path / "run"), "--out", str(model)]) == 0
+    doc = json.loads((model / "model.json").read_text())
+    assert doc["classes"] == ["go", "_background_"]
+    neg = tmp_path / "neg"
+    neg.mkdir()
+    words = [load_audio(f) for w in ("yes", "no", "left") for f in sorted((sc_mini / w).glob("*.wav"))]
+    for spk in range(16):           # enough speakers for a validation and a testing quarter
+        sf.write(neg / f"{500 + spk}-1-0000.flac", np.concatenate(words[spk % len(words):][:2]), 16000)
+    capsys.readouterr()
+    assert main(["eval", "--model", str(model), "--data", str(sc_mini), "--stream",
+                 "--hours", "0.01", "--negatives", str(neg), "--out", str(tmp_path / "rep"),
+                 "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "keyword-free audio" in out and "testing speakers" in out
+    settings = json.loads((model / "detector.json").read_text())
+    assert "keyword-free audio" in settings["chosen_by"]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["negatives"]["side"] == "testing"
+    assert set(report["negatives"]["at_stored_threshold"]["per_keyword"]) == {"go"}

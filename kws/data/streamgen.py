@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kws.data.dataset import BACKGROUND, SILENCE, UNKNOWN
+from kws.data.dataset import BACKGROUND, SILENCE, UNKNOWN, background_files
 from kws.data.tasks import keyword_words
 from kws.errors import KwsError
 
@@ -57,7 +57,7 @@ def noise_stretches(data_dir: Path, sample_rate: int, val_pct: float, test_pct: 
     from kws.data.audio import load_audio
 
     out = []
-    for f in sorted((Path(data_dir) / BACKGROUND).glob("*.wav")):
+    for f in background_files(Path(data_dir)):     # WAV or FLAC
         a = load_audio(f, sample_rate, None)
         cut = {"validation": (1 - (val_pct + test_pct) / 100, 1 - test_pct / 100),
                "testing": (1 - test_pct / 100, 1.0)}[split]
