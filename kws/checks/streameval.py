@@ -21,7 +21,8 @@ from kws.data.tasks import keyword_words
 
 FA_TARGET = 2.0      # false accepts per hour (the goal), at...
 MISS_TARGET = 0.10   # ...at most this miss rate
-THRESHOLDS = np.round(np.concatenate([np.arange(0.20, 0.90, 0.02), np.arange(0.90, 0.996, 0.005)]), 3)
+THRESHOLDS = np.round(np.concatenate([np.arange(0.20, 0.90, 0.02), np.arange(0.90, 0.996, 0.005),
+                                      [0.997, 0.998, 0.999, 0.9995, 0.9999]]), 4)
 
 
 @dataclass
