@@ -131,6 +131,11 @@ def board_detector(model, board, detector, on_note=print) -> bool:
     return True
 
 
+def _spread(cycles: list[int]) -> dict | None:
+    return ({"min": int(min(cycles)), "median": float(np.median(cycles)),
+             "max": int(max(cycles))} if cycles else None)
+
+
 def _same(decision, board_decision) -> bool:
     b = board_decision
     return b is not None and (decision.best, decision.best_sum, decision.fired,
@@ -168,6 +173,8 @@ def stream(model, board, chunks, threshold: float | None = None, smooth: int | N
     runner, maker = WindowRunner(model.int_model, schedule), FrameMaker(cfg)
     frames = windows = mismatches = bad_decisions = 0
     cycles: list[int] = []
+    ends: list[int] = []        # cycles of the frames that end a window (the detector's too)
+    steady: list[int] = []      # of the others once every instance runs
     found: dict[str, list[Detection]] = {"board": [], "python": []}
     best = None
     try:
@@ -178,6 +185,10 @@ def stream(model, board, chunks, threshold: float | None = None, smooth: int | N
                 want = runner.push(x)
                 frames += 1
                 cycles.append(got.cycles)
+                if got.pooled is not None:
+                    ends.append(got.cycles)
+                elif frames > schedule.period:
+                    steady.append(got.cycles)
                 if want is None and got.pooled is None:
                     continue
                 windows += 1
@@ -217,8 +228,9 @@ def stream(model, board, chunks, threshold: float | None = None, smooth: int | N
             "threshold": python.threshold, "thresholds": python.thresholds,
             "smooth_windows": python.smooth, "refractory_windows": python.refractory,
             "instances": schedule.instances,
-            "cycles_per_frame": ({"min": int(min(cycles)), "median": float(np.median(cycles)),
-                                  "max": int(max(cycles))} if cycles else None),
+            "cycles_per_frame": _spread(cycles),
+            "cycles_window_end": _spread(ends),     # steps of every instance + the detector
+            "cycles_steady": _spread(steady),       # steps of every instance
             "detections": [d.__dict__ for d in found["board"]],
             "best": best.__dict__ if best else None,
             "python_detections": [d.__dict__ for d in found["python"]]}
