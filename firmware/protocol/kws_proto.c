@@ -308,9 +308,13 @@ static uint16_t do_detect(kws_proto *p, uint16_t plen, uint8_t *code)
     uint8_t *d = p->tx + KWS_PROTO_HEADER, *q;
     uint8_t i;
     if (plen) {
-        uint16_t refractory = (uint16_t)(in[1] | in[2] << 8);
-        if (plen != KWS_PROTO_DETECT_SET || in[0] != KWS_F_SET ||
-            refractory >= KWS_DET_SINCE_MAX) {
+        uint16_t refractory;
+        if (plen != KWS_PROTO_DETECT_SET || in[0] != KWS_F_SET) {
+            *code = KWS_E_ARG;
+            return 0;
+        }
+        refractory = (uint16_t)(in[1] | in[2] << 8);
+        if (refractory >= KWS_DET_SINCE_MAX) {
             *code = KWS_E_ARG;
             return 0;
         }
