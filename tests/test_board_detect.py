@@ -147,3 +147,34 @@ def test_the_detection_pin_is_the_board_profile_s(tuned, tmp_path):
     assert edges and edges[0][0] == 1 and not pin_edges(stamps, "PB5")
     frame = round(s["detections"][0]["time_s"] * 16000 - 400) // 320
     assert frame_of_cycle(stamps, edges[0][1]) == frame
+
+
+def test_a_board_that_does_not_decide_gets_the_host_s_decisions(tmp_path):
+    """A firmware exported before the on-board detector (no DETECT capability): `kws stream`
+    says so and decides on the board's windows itself, with the same detector."""
+    from kws.checks.stream import stream, wav_chunks
+    from kws.detect.windows import Schedule, WindowRunner
+    from kws.quant.modelfile import load_model
+
+    model = load_model(REPO / "models" / "default")
+
+    class OldBoard:              # LISTEN without decisions, no DETECT
+        url, decides = "old-board", False
+
+        def __init__(self):
+            self.runner = WindowRunner(model.int_model, Schedule.for_model(model, 2))
+
+        def listen(self, x, reset=False):
+            return P.ListenReply(0, 1, self.runner.push(x))
+
+        def detect(self, *args):
+            raise AssertionError("DETECT sent to a board without it")
+
+    words, _ = three_keywords_wav(tmp_path / "three.wav", model)
+    notes = []
+    r = stream(model, OldBoard(), wav_chunks(tmp_path / "three.wav", 16000, 320, realtime=False),
+               threshold=0.6, on_detection=lambda line: None, on_note=notes.append)
+    assert "does not decide" in notes[-1] and not r["board_decides"]
+    assert r["mismatched_windows"] == 0 and r["mismatched_decisions"] == 0
+    assert r["detections"] == r["python_detections"]
+    assert [d["word"] for d in r["detections"]] == list(words)

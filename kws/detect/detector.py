@@ -6,10 +6,13 @@ model folder's detector.json (the listening settings).
     settings_hash(model)                # sha256 of the settings, reported beside the model hash
 
 The settings decide the firmware's stream schedule (its `instances`: kws.codegen builds the
-sketch with them) and the detector of `kws stream` / `kws eval --stream` (threshold, smoothing,
-refractory period). The model hash (kws.quant.modelfile) covers the integer model only, as it
-always has (the board reports it; changing it would change every shipped model's identity);
-the settings have their own hash, the "listening settings hash", printed beside it.
+sketch with them), the board's own detector (firmware/kernel/kws_detect.c, compiled with
+`Detector.constants()`) and the detector of `kws stream` / `kws eval --stream` (threshold,
+per-keyword thresholds, smoothing, refractory period). The `Detector` decides in integers
+only, exactly as the board does (module kws.detect.posterior for the softmax). The model hash
+(kws.quant.modelfile) covers the integer model only, as it always has (the board reports it;
+changing it would change every shipped model's identity); the settings have their own hash,
+the "listening settings hash", printed beside it and reported by the board (DETECT).
 """
 
 from __future__ import annotations
