@@ -36,7 +36,8 @@ def tuned(tmp_path_factory):
 def test_board_decides_with_its_compiled_settings_as_python_does(tuned):
     """Compiled smoothing (2 windows) and per-keyword thresholds: the board's decision on every
     window is Python's, the words it detects are the known ones minus "stop" (held back by its
-    own threshold), and nothing is sent to it (it already holds detector.json's settings)."""
+    own threshold), nothing is sent to it (it already holds detector.json's settings), and its
+    static RAM and peak stack after listening stay within 1,024 bytes."""
     from kws.checks.boards import open_boards
     from kws.checks.stream import stream, wav_chunks
     from kws.detect.detector import q15_threshold, settings_hash
@@ -48,6 +49,9 @@ def test_board_decides_with_its_compiled_settings_as_python_does(tuned):
         before = board.detect()
         r = stream(model, board, wav_chunks(wav, 16000, 320, realtime=False),
                    on_detection=lambda line: None, on_note=notes.append)
+        stack, ram = board.stats().stack_peak, boards.firmware.ram
+    # listening and deciding (2 windows of history) within the Uno's budget for model state
+    assert 0 < stack and ram + stack <= 1024, (ram, stack)
     assert before.smooth == 2 and before.overridden == 0 and before.refractory == 3
     assert settings_hash(model).startswith(before.settings_hash)
     assert len(before.settings_hash) == 2 * P.SETTINGS_HASH_BYTES
