@@ -475,8 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="sounddevice input device (name or number)")
     p.add_argument("--fast", action="store_true", help="a WAV as fast as the board allows")
     p.add_argument("--threshold", type=float,
-                   help="default: the model's detector.json (`kws eval --stream`), else 0.7; "
-                        "sent to the board, which decides with it")
+                   help="every keyword's (default: the model's detector.json, `kws eval "
+                        "--stream`, else 0.7); sent to the board, which decides with it")
     p.add_argument("--smooth", type=int,
                    help="windows of posterior smoothing (default: the model's detector.json; "
                         "compiled into the firmware: another value needs a new build)")

@@ -242,3 +242,22 @@ def test_c_detector_built_with_another_threshold_differs(cases, tmp_path):
     exe = compile_detect_test(other, tmp_path / "t")
     r = subprocess.run([str(exe), str(case_dir / "golden.bin")], capture_output=True, text=True)
     assert r.returncode == 1 and "MISMATCH window" in r.stdout, r.stdout
+
+
+def test_a_threshold_from_the_command_line_is_every_keyword_s(tmp_path):
+    """`kws stream --threshold T`: T for every keyword, detector.json's per-keyword ones too;
+    without it the stored ones stay."""
+    from kws.detect.detector import detector_for
+    from kws.detect.windows import Schedule
+    from kws.quant.modelfile import load_model
+
+    folder = tmp_path / "m"
+    shutil.copytree(REPO / "models" / "default", folder)
+    save_settings(folder, DetectorSettings(threshold=0.9, thresholds={"go": 0.4}))
+    model = load_model(folder)
+    schedule = Schedule.for_model(model, 2)
+    stored = detector_for(model, schedule)
+    assert stored.thresholds["go"] == 0.4 and stored.thresholds["yes"] == 0.9
+    given = detector_for(model, schedule, threshold=0.5)
+    assert set(given.thresholds.values()) == {0.5} and len(given.thresholds) == 10
+    assert given.q15[model.classes.index("go")] == q15_threshold(0.5)

@@ -117,7 +117,7 @@ def board_detector(model, board, detector, on_note=print) -> bool:
                        f"(settings hash {have.settings_hash}, {model.folder}/detector.json has "
                        f"{stored[:16]}): build and flash it again (kws build, kws flash)")
     if have.smooth != detector.smooth:
-        raise KwsError(f"the board sums the posteriors of {have.smooth} windows, compiled from "
+        raise KwsError(f"the board sums the posteriors of {have.smooth} window(s), compiled from "
                        f"detector.json; smoothing over {detector.smooth} needs smooth_windows "
                        f"{detector.smooth} in detector.json and a new build (kws build)")
     want = [int(t) for t in detector.q15]
@@ -167,6 +167,10 @@ def stream(model, board, chunks, threshold: float | None = None, smooth: int | N
         if given is not None and given != stored:
             on_note(f"{what} {given} from the command line, overriding {stored} of "
                     "detector.json")
+    if threshold is not None and settings.thresholds:
+        on_note(f"threshold {threshold} for every keyword: detector.json's own for "
+                + ", ".join(f"{w} {t}" for w, t in sorted(settings.thresholds.items()))
+                + " not used")
     decides = board_detector(model, board, python, on_note)
     host = None if decides else detector_for(model, schedule, settings, threshold=threshold,
                                               smooth=smooth, refractory_s=refractory_s)

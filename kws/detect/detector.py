@@ -261,9 +261,12 @@ class Detector:
 def detector_for(model, schedule, settings: DetectorSettings | None = None, **overrides
                  ) -> Detector:
     """The detector of a shipped model listening with `schedule`, with its stored settings
-    (detector.json) unless `settings` is given; `overrides`: threshold, smooth, refractory_s."""
+    (detector.json) unless `settings` is given; `overrides`: threshold, smooth, refractory_s.
+    A threshold given here is every keyword's (the per-keyword ones of the settings go)."""
     s = settings or load_settings(model)
     kw = dict(smooth=s.smooth_windows, threshold=s.threshold, refractory_s=s.refractory_s,
               thresholds=s.thresholds)
     kw.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("threshold") is not None and "thresholds" not in overrides:
+        kw["thresholds"] = {}
     return Detector(**Detector.args_for(model, schedule, **kw))
