@@ -306,7 +306,8 @@ def cmd_stream(args):
     print(f"{summary['frames']} frames ({summary['seconds']} s), "
           f"{len(summary['detections'])} detections at threshold {summary['threshold']}, "
           f"board vs python: {summary['mismatched_windows']} of {summary['windows']} "
-          "windows differ")
+          "windows differ" + (f", {summary['mismatched_decisions']} decisions differ"
+                              if summary["board_decides"] else " (the host decided)"))
     best = summary["best"]
     if best and not summary["detections"]:
         print(f"no keyword reached the threshold {summary['threshold']}; the highest keyword "
@@ -318,6 +319,9 @@ def cmd_stream(args):
             json.dump(summary, f, indent=1)
     if summary["mismatched_windows"]:
         raise KwsError(f"{summary['mismatched_windows']} windows differ from the integer model")
+    if summary["mismatched_decisions"]:
+        raise KwsError(f"{summary['mismatched_decisions']} of the board's decisions differ "
+                       "from the Python detector's")
 
 
 # --- kws summary ----------------------------------------------------------------------------
@@ -516,11 +520,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="sounddevice input device (name or number)")
     p.add_argument("--fast", action="store_true", help="a WAV as fast as the board allows")
     p.add_argument("--threshold", type=float,
-                   help="default: the model's detector.json (`kws eval --stream`), else 0.7")
-    p.add_argument("--smooth", type=int, default=1,
-                   help="windows of posterior smoothing (default: %(default)s)")
-    p.add_argument("--refractory", type=float, default=1.0,
-                   help="seconds without a detection after one (default: %(default)s)")
+                   help="every keyword's (default: the model's detector.json, `kws eval "
+                        "--stream`, else 0.7); sent to the board, which decides with it")
+    p.add_argument("--smooth", type=int,
+                   help="windows of posterior smoothing (default: the model's detector.json; "
+                        "compiled into the firmware: another value needs a new build)")
+    p.add_argument("--refractory", type=float,
+                   help="seconds without a detection after one (default: the model's "
+                        "detector.json; sent to the board)")
     p.add_argument("--json", type=Path, help="also write the summary as JSON")
     p.set_defaults(func=cmd_stream)
 

@@ -7,7 +7,8 @@ as the board does, with the harness's own model of PROTOCOL.md checking every re
 Here: the committed corpus as a regression suite (-runs=0), a bounded fuzzing run of
 KWS_FUZZ_SECONDS (default 60) split over the three configurations (each with a LISTEN
 schedule), the seed corpus in step with kws.link.protocol's encoder, and deliberately broken copies
-of kws_proto.c and kws_stream.c that the harness must catch. `make fuzz FUZZ_SECONDS=...` runs longer. Everything built or written
+of kws_proto.c, kws_stream.c and kws_detect.c (the detector behind LISTEN's decisions and
+DETECT) that the harness must catch. `make fuzz FUZZ_SECONDS=...` runs longer. Everything built or written
 goes to build/fuzz/ (and the pytest temporary folder).
 """
 
@@ -91,9 +92,9 @@ def test_seed_corpus_is_kws_protocol_encoder_output():
 
 
 def test_every_configuration_fuzzes_listen():
-    """Every fuzz configuration's kws_config.h defines a stream schedule (LISTEN compiled in);
-    the shipped one is the schedule `kws export` builds the sketch with (two instances of one
-    clip), the others end windows every few frames."""
+    """Every fuzz configuration's kws_config.h defines a stream schedule (LISTEN compiled in)
+    and a detector (DETECT); the shipped one is the schedule and detector `kws export` builds
+    the sketch with (two instances of one clip), the others end windows every few frames."""
     import importlib.util
 
     from kws.codegen.export import listen_schedule
@@ -107,8 +108,15 @@ def test_every_configuration_fuzzes_listen():
     assert set(scheds) == set(headers) == set(CONFIGS)
     shipped = load_model(REPO / "models" / "default")
     assert scheds["shipped"] == listen_schedule(shipped) == Schedule.for_model(shipped, 2)
+    from kws.codegen.export import listen_detector
+
+    assert models.detectors()["shipped"][0].constants() == \
+        listen_detector(shipped, scheds["shipped"])[0].constants()
+    dets = models.detectors()
     for c in CONFIGS:
         for k, v in scheds[c].constants().items():
+            assert f"#define {k} {v}\n" in headers[c], (c, k)
+        for k, v in dets[c][0].constants().items():     # and the detector (DETECT)
             assert f"#define {k} {v}\n" in headers[c], (c, k)
         if c != "shipped":
             assert scheds[c].period <= 8 and scheds[c].pool <= scheds[c].period
@@ -155,6 +163,7 @@ def test_bounded_fuzz(fuzzers, tmp_path, record_property):
 # Deliberately broken firmware: each must be caught by the corpus alone (the `shipped`
 # configuration: LISTEN's 50-frame schedule). name: (file, text, replacement, report).
 PROTO, STREAM = "firmware/protocol/kws_proto.c", "firmware/kernel/kws_stream.c"
+DETECT = "firmware/kernel/kws_detect.c"
 MUTANTS = {
     "resend-steps-again": (PROTO, "if (p->have_last && type == p->last_type",
                            "if (0 && p->have_last && type == p->last_type", "INVARIANT"),
@@ -193,6 +202,20 @@ MUTANTS = {
     # the window pools one frame too few (kws_stream.c)
     "stream-pool-off-by-one": (STREAM, "if (p >= KWS_STREAM_PERIOD - KWS_STREAM_POOL)",
                                "if (p > KWS_STREAM_PERIOD - KWS_STREAM_POOL)", "INVARIANT"),
+    # the detector: LISTEN RESET does not make it forget its history and refractory period
+    "listen-reset-keeps-detector": (PROTO, "        kws_detect_reset(&p->detect);\n", "",
+                                    "INVARIANT"),
+    # DETECT takes new settings whatever its flag byte says
+    "detect-accepts-any-flag": (PROTO, "in[0] != KWS_F_SET", "0", "INVARIANT"),
+    # IDENTIFY does not announce DETECT (capability bit 4)
+    "identify-no-detect-cap": (PROTO, "    d[3] |= KWS_CAP_DETECT;", "    d[3] |= 0;",
+                               "INVARIANT"),
+    # the softmax truncates instead of rounding its division
+    "detect-posterior-truncates": (DETECT, "* KWS_DET_ONE + total / 2) / total)",
+                                   "* KWS_DET_ONE) / total)", "INVARIANT"),
+    # the refractory period one window too long
+    "detect-refractory-off-by-one": (DETECT, "d->since < d->refractory)",
+                                     "d->since <= d->refractory)", "INVARIANT"),
 }
 
 
@@ -202,7 +225,9 @@ def test_harness_catches_broken_firmware(fuzzers, name, tmp_path):
     buffer one byte too long, a reply written one byte past its buffer; LISTEN: a resent
     LISTEN stepped again, pos off by one, RESET restarting LISTEN's schedule, a bad LISTEN
     resetting it, a flag bit other than RESET accepted, IDENTIFY without the LISTEN bit, a
-    window pooling one frame too few: the corpus run fails, with the expected report (the
+    window pooling one frame too few; the detector: LISTEN RESET keeping its history, DETECT
+    taking any flag, IDENTIFY without the DETECT bit, a truncating softmax, a refractory
+    period one window too long: the corpus run fails, with the expected report (the
     harness's invariants, UBSan bounds, ASan)."""
     rel, old, new, report = MUTANTS[name]
     src = (REPO / rel).read_text()
@@ -213,7 +238,7 @@ def test_harness_catches_broken_firmware(fuzzers, name, tmp_path):
     folder.mkdir(parents=True, exist_ok=True)
     mutated = folder / os.path.basename(rel)
     mutated.write_text(src.replace(old, new))
-    var = "MUTANT_STREAM_SRC" if rel == STREAM else "MUTANT_SRC"
+    var = {STREAM: "MUTANT_STREAM_SRC", DETECT: "MUTANT_DETECT_SRC"}.get(rel, "MUTANT_SRC")
     r = _make("mutant", f"{var}={mutated}", f"MUTANT_OUT={folder / 'kws_fuzz'}")
     assert r.returncode == 0, r.stdout + r.stderr
     rc, out = _run(folder / "kws_fuzz", "-runs=0", f"-artifact_prefix={tmp_path}/", CORPUS,

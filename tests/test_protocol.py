@@ -221,3 +221,36 @@ def test_the_committed_ids_header_is_what_the_one_source_generates():
                         ("KWS_PROTO_IDENT_FIXED", 38), ("KWS_PROTO_STATS_PAYLOAD", 28)]:
         assert re.search(rf"^#define {name} (\S+)", ids_header(), re.M)[1] in (str(value),
                                                                               f"0x{value:02X}")
+
+
+def test_listen_reply_with_a_decision_and_the_detect_payloads_round_trip():
+    """A deciding board's LISTEN reply ends with the 12-byte decision (only when a window
+    ended); DETECT's request and reply; wrong sizes are ProtocolErrors."""
+    import struct
+
+    n = 12
+    pooled = np.arange(-6, 6, dtype="<i4")
+    head = bytes([1, 0]) + (7).to_bytes(2, "little") + (38817).to_bytes(4, "little")
+    decision = struct.pack("<BBBBII", 9, 9, 1, 1, 32700, 32700)
+    r = P.parse_listen(head + pooled.tobytes() + decision, n, decides=True)
+    assert r.pos == 7 and r.cycles == 38817 and r.pooled.tolist() == list(range(-6, 6))
+    assert (r.decision.fired, r.decision.best, r.decision.windows, r.decision.led,
+            r.decision.fired_sum, r.decision.best_sum) == (9, 9, 1, 1, 32700, 32700)
+    quiet = P.parse_listen(bytes([0, 0, 3, 0]) + bytes(4), n, decides=True)
+    assert quiet.pooled is None and quiet.decision is None and quiet.pos == 3
+    assert P.parse_listen(head + pooled.tobytes(), n).decision is None   # a board that does not decide
+    for bad in (head + pooled.tobytes(), head + pooled.tobytes() + decision[:-1], b""):
+        with pytest.raises(P.ProtocolError):
+            P.parse_listen(bad, n, decides=True)
+    req = P.detect_payload(2, [32277] * 10 + [0xFFFF] * 2)
+    assert req[0] == P.F_SET and len(req) == 3 + 2 * n
+    assert struct.unpack("<H", req[1:3])[0] == 2
+    with pytest.raises(P.ProtocolError):
+        P.detect_payload(0xFFFF, [0] * n)
+    reply = struct.pack("<BBH", 2, 1, 3) + bytes.fromhex("9c01450d703013f7") + \
+        struct.pack(f"<{n}H", *range(n))
+    d = P.parse_detect(reply, n)
+    assert (d.smooth, d.overridden, d.refractory, d.settings_hash, d.thresholds) == \
+        (2, 1, 3, "9c01450d703013f7", list(range(n)))
+    with pytest.raises(P.ProtocolError):
+        P.parse_detect(reply[:-1], n)

@@ -60,20 +60,16 @@ def _correct_clips(model, words):
     return out
 
 
-def test_three_keywords_in_noise_are_detected_on_the_board_at_their_times(tmp_path):
-    """A WAV of three keywords separated by noise, streamed through the simulated board's
-    LISTEN schedule: the board detects exactly these words, each inside the windows that
-    hold it, the Python model beside it agrees, and every window is bit-exact."""
-    from kws.checks.boards import open_boards
-    from kws.quant.modelfile import load_model
+def three_keywords_wav(path, model, snr_db: float = 30.0):
+    """A 10 s WAV of "yes", "go", "stop" (clips the integer model gets right) at 1.3, 4.1 and
+    7.7 s (not aligned with the windows) in white noise; returns the words and each one's
+    voiced span (s)."""
     from kws.data.streamgen import voiced_span
-    from kws.detect.windows import Schedule
 
-    model = load_model("models/default")
     words = ("yes", "go", "stop")
     clips = _correct_clips(model, words)
     noise = load_audio(SC_MINI / "_background_noise_" / "white_noise.wav", 16000, None)
-    sr, starts = 16000, (1.3, 4.1, 7.7)             # seconds: not aligned with the windows
+    sr, starts = 16000, (1.3, 4.1, 7.7)
     audio = np.zeros(10 * sr, np.float32)
     voiced = []
     for word, t in zip(words, starts):
@@ -83,16 +79,54 @@ def test_three_keywords_in_noise_are_detected_on_the_board_at_their_times(tmp_pa
         voiced.append(((i + a) / sr, (i + b) / sr))
     speech = np.sqrt(np.mean(np.concatenate([clips[w] for w in words]) ** 2))
     bed = np.resize(noise, len(audio))
-    audio += bed * speech / np.sqrt(np.mean(bed ** 2)) / 10 ** (30 / 20)   # 30 dB SNR
+    audio += bed * speech / np.sqrt(np.mean(bed ** 2)) / 10 ** (snr_db / 20)
+    write_wav(path, audio)
+    return words, voiced
+
+
+def pin_edges(stamps, pin: str = "PB5"):
+    """(level, cycle) of every change of an output pin the simulator saw."""
+    return [(s.value, s.cycle) for s in stamps if s.reg == pin]
+
+
+def frame_of_cycle(stamps, cycle: int) -> int:
+    """The LISTEN frame (0, 1, ...) whose request a cycle falls in: after the end of that
+    frame's timed region (GPIOR0 = 2; the first one is the boot calibration) and before the
+    next frame's start (GPIOR0 = 1)."""
+    ends = [s.cycle for s in stamps if s.reg == "GPIOR0" and s.value == 2][1:]
+    starts = [s.cycle for s in stamps if s.reg == "GPIOR0" and s.value == 1][1:]
+    for f, end in enumerate(ends):
+        if end < cycle and (f + 1 >= len(starts) or cycle < starts[f + 1]):
+            return f
+    raise AssertionError(f"cycle {cycle} is in no frame's reply")
+
+
+def test_three_keywords_in_noise_are_detected_on_the_board_at_their_times(tmp_path):
+    """A WAV of three keywords separated by noise, streamed through the simulated board's
+    LISTEN schedule: the board detects exactly these words, each inside the windows that
+    hold it, with its own detector (decisions equal to the Python detector's on every window,
+    at the command line's threshold, which overrides detector.json's and is sent to it), every
+    window is bit-exact, and its detection pin (LED_BUILTIN: PB5 on the Uno) goes high on each
+    detection and low when the refractory period is over: the simulator sees the port writes."""
+    from kws.checks.boards import open_boards
+    from kws.detect.detector import q15_threshold
+    from kws.quant.modelfile import load_model
+    from kws.detect.windows import Schedule
+
+    model = load_model("models/default")
     wav = tmp_path / "three.wav"
-    write_wav(wav, audio)
-    lines = []
+    words, voiced = three_keywords_wav(wav, model)
+    sr = 16000
+    lines, notes = [], []
     with open_boards("sim", model, 1) as boards:
         r = stream(model, boards[0], wav_chunks(wav, sr, 320, realtime=False), threshold=0.6,
-                   on_detection=lines.append)
+                   on_detection=lines.append, on_note=notes.append)
+        settings = boards[0].detect()
+        stamps = boards[0].owner.stamps()
     schedule = Schedule.for_model(model, r["instances"])
     assert r["frames"] == 1 + (10 * sr - 400) // 320
     assert r["windows"] == schedule.n_windows(r["frames"]) and r["mismatched_windows"] == 0
+    assert r["board_decides"] and r["mismatched_decisions"] == 0
     assert r["detections"] == r["python_detections"]
     assert [d["word"] for d in r["detections"]] == list(words)
     window_s = ((schedule.period - 1) * 320 + 400) / sr
@@ -100,8 +134,21 @@ def test_three_keywords_in_noise_are_detected_on_the_board_at_their_times(tmp_pa
         # fired by a window that holds the word's voiced part (whole or in part)
         assert on < d["time_s"] < off + window_s, (d, on, off)
     assert len(lines) == 3 and all("same" in ln for ln in lines)
+    # the command line's threshold: said, and sent to the board, which decided with it
+    assert notes[0] == "threshold 0.6 from the command line, overriding 0.985 of detector.json"
+    assert "sent to the board" in notes[1]
+    assert settings.overridden == 1 and settings.thresholds[0] == q15_threshold(0.6)
     # every frame steps each running instance: the board's cycle count shows it
     assert r["cycles_per_frame"]["max"] > 1.8 * r["cycles_per_frame"]["min"]
+    # the pin: high at each detection's frame, low r["refractory_windows"] windows later
+    edges = pin_edges(stamps)
+    assert [level for level, _ in edges] == [1, 0] * 3, edges
+    frames = [round(d["time_s"] * sr - 400) // 320 for d in r["detections"]]
+    rises = [frame_of_cycle(stamps, c) for level, c in edges if level == 1]
+    falls = [frame_of_cycle(stamps, c) for level, c in edges if level == 0]
+    assert rises == frames
+    assert falls == [f + r["refractory_windows"] * schedule.stride for f in frames]
+    assert not pin_edges(stamps, "PB4") and {s.reg for s in stamps if s.reg[0] == "P"} == {"PB5"}
 
 
 @pytest.mark.parametrize("instances", [1, 2, 5])

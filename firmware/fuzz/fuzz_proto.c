@@ -6,7 +6,8 @@
  * test is the real decoder and dispatcher (firmware/protocol/kws_proto.c), the real kernel
  * (firmware/kernel/kws_model.c with a generated model_data.h) and the real stream schedule
  * behind LISTEN (firmware/kernel/kws_stream.c, with the configuration's generated kws_config.h:
- * every fuzz configuration defines KWS_STREAM_*), built with
+ * every fuzz configuration defines KWS_STREAM_*) and the detector that decides on its windows
+ * (firmware/kernel/kws_detect.c: KWS_DET_* in every configuration too), built with
  * -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all (firmware/fuzz/Makefile).
  *
  * On top of the sanitizers, this file keeps its own model of the protocol, written from
@@ -20,8 +21,11 @@
  *    as received), IDENTIFY's fields (capability bit 3 with LISTEN), INFER's t, cycles and
  *    scores (a second kws_state stepped here with kws_step), LISTEN's ended, pos, cycles and
  *    pooled scores (the schedule written again here from PROTOCOL.md and kws/detect/windows.py's
- *    WindowRunner: K kws_state copies, a frame counter, int64 pooled sums), STATS's
- *    counters, ERROR 6 and 7 for bad requests;
+ *    WindowRunner: K kws_state copies, a frame counter, int64 pooled sums) and decision (the
+ *    detector written again from PROTOCOL.md and kws/detect/detector.py: a 64-bit softmax, a
+ *    shifted history), DETECT's settings, STATS's counters, ERROR 6 and 7 for bad requests;
+ *  - the detection pin (kws_th_detect_pin) is set once per window that ends, to the
+ *    decision's level, and never otherwise;
  *  - LISTEN's state is its own: INFER and RESET leave it alone, LISTEN leaves INFER's state
  *    and t alone; a bad LISTEN (ERROR 7) does not reset or step it;
  *  - a resent request (type, seq, len and CRC of the last valid one) gets the cached reply
@@ -29,8 +33,9 @@
  *    inferences do not move;
  *  - bytes other than delimiters never touch the reply buffers, a damaged frame never
  *    touches the cached reply (tx), a valid request never touches err;
- *  - after every reply the firmware's model state, t, counters and LISTEN schedule (place in
- *    the period, instances running, their states and pooled sums) equal the model's.
+ *  - after every reply the firmware's model state, t, counters, LISTEN schedule (place in
+ *    the period, instances running, their states and pooled sums) and detector (history,
+ *    windows since a detection, thresholds, refractory period) equal the model's.
  * The struct is malloc'ed at its exact size and the padding after its last buffer (err) is
  * poisoned, so ASan sees a write past any end of the reply buffers.
  *
@@ -64,6 +69,15 @@
 #endif
 #elif !defined(FUZZ_NO_LISTEN)
 #error "every fuzz configuration defines a KWS_STREAM_* schedule (firmware/fuzz/models.py)"
+#endif
+
+/* The detector (LISTEN's decisions, DETECT): compiled in when kws_config.h has its constants
+ * too. Every fuzz configuration does (models.py: detectors). */
+#if defined(REF_LISTEN) && defined(KWS_DET_SMOOTH)
+#define REF_DETECT 1
+#ifndef KWS_PROTO_DETECT
+#error "kws_config.h defines the detector but kws_proto.h does not compile DETECT"
+#endif
 #endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -114,6 +128,18 @@ uint16_t kws_th_stack_peak(void) { return STACK_PEAK; }
 uint32_t kws_th_f_cpu(void) { return 16000000UL; }
 uint32_t kws_th_baud(void) { return 115200UL; }
 uint8_t kws_th_caps(void) { return KWS_CAP_TIMER | KWS_CAP_STACK; }
+
+#ifdef REF_DETECT
+static uint32_t pin_calls; /* kws_th_detect_pin calls since boot, and the last level */
+static uint8_t pin_level;
+
+void kws_th_detect_pin(uint8_t on)
+{
+    REQUIRE(on <= 1, "the detection pin's level is 0 or 1");
+    pin_calls++;
+    pin_level = on;
+}
+#endif
 
 /* ---- the model's own CRC and COBS (the spec's, written independently of kws_proto.c) ------ */
 
@@ -189,11 +215,32 @@ static unsigned ref_listen_running(const ref_listen *l)
 }
 #endif
 
+#ifdef REF_DETECT
+static const uint16_t ref_exp2[] = KWS_DET_EXP2_TABLE;
+static const uint16_t ref_thresholds[KWS_N_CLASSES] = KWS_DET_THRESHOLDS;
+static const uint8_t ref_keyword[KWS_N_CLASSES] = KWS_DET_KEYWORDS;
+static const uint8_t ref_settings_hash[KWS_PROTO_SETTINGS_HASH_BYTES] = KWS_SETTINGS_HASH_BYTES;
+
+typedef struct {
+    unsigned m;                                   /* windows in the history */
+    uint16_t hist[KWS_DET_SMOOTH][KWS_N_CLASSES]; /* Q15 posteriors, oldest first */
+    uint16_t thr[KWS_N_CLASSES];
+    unsigned refractory;
+    unsigned since;                               /* windows since a detection, up to 65535 */
+    uint8_t overridden;
+    uint32_t pin_calls;                           /* the pin is set once per window that ends */
+    uint8_t pin_level;
+} ref_detect;
+#endif
+
 typedef struct {
     kws_state ref;  /* stepped here with kws_step, frame for frame */
     uint16_t t;
 #ifdef REF_LISTEN
     ref_listen ls;  /* LISTEN's own state */
+#endif
+#ifdef REF_DETECT
+    ref_detect det; /* the detector behind LISTEN */
 #endif
     kws_proto_stats st;
     int have_last;  /* the last valid request and the wire bytes of its reply */
@@ -284,6 +331,84 @@ static int ref_listen_step(ref_listen *l, const int8_t *x, int64_t *out)
 }
 #endif
 
+#ifdef REF_DETECT
+/* The detector as PROTOCOL.md ("Deciding on the board") and kws/detect/detector.py,
+ * kws/detect/posterior.py state it, written here without the firmware's ring buffer: the
+ * history is kept oldest first and shifted, the softmax is done in 64 bits. */
+static void ref_detect_boot(ref_detect *r)
+{
+    memset(r, 0, sizeof *r);
+    memcpy(r->thr, ref_thresholds, sizeof r->thr);
+    r->refractory = KWS_DET_REFRACTORY;
+    r->since = 0xFFFF;
+}
+
+static void ref_posteriors(const int64_t *pooled, uint16_t *post)
+{
+    int64_t top = pooled[0];
+    uint64_t e[KWS_N_CLASSES], total = 0;
+    unsigned i;
+    for (i = 1; i < KWS_N_CLASSES; i++)
+        top = pooled[i] > top ? pooled[i] : top;
+    for (i = 0; i < KWS_N_CLASSES; i++) {
+        uint64_t dr = (uint64_t)(top - pooled[i]) >> KWS_DET_SHIFT_R;
+        uint64_t v = (dr * (uint64_t)KWS_DET_MULT + (1ULL << (KWS_DET_SHIFT_S - 1))) >>
+                     KWS_DET_SHIFT_S;
+        e[i] = dr > KWS_DET_CLAMP ? 0 : (uint64_t)(ref_exp2[v % (1u << KWS_DET_EXP2_BITS)] >>
+                                                   (v >> KWS_DET_EXP2_BITS));
+        total += e[i];
+    }
+    REQUIRE(total >= 32768, "the top class's e is 32768");
+    for (i = 0; i < KWS_N_CLASSES; i++)
+        post[i] = (uint16_t)((e[i] * 32768 + total / 2) / total);
+}
+
+/* One window that ended: its decision's 12 reply bytes into d */
+static void ref_decide(ref_detect *r, const int64_t *pooled, uint8_t *d)
+{
+    unsigned i, j, best = 0xFF, fired = 0xFF, lit;
+    uint64_t best_sum = 0, fired_sum = 0;
+    if (r->m == KWS_DET_SMOOTH) { /* the oldest goes (a flat view: SMOOTH may be 1) */
+        uint16_t *h = &r->hist[0][0];
+        memmove(h, h + KWS_N_CLASSES, sizeof r->hist[0] * (KWS_DET_SMOOTH - 1));
+    } else
+        r->m++;
+    ref_posteriors(pooled, r->hist[r->m - 1]);
+    for (i = 0; i < KWS_N_CLASSES; i++) {
+        uint64_t sum = 0;
+        if (!ref_keyword[i])
+            continue;
+        for (j = 0; j < r->m; j++)
+            sum += r->hist[j][i];
+        if (best == 0xFF || sum > best_sum) {
+            best = i;
+            best_sum = sum;
+        }
+        if (sum >= (uint64_t)r->thr[i] * r->m && (fired == 0xFF || sum > fired_sum)) {
+            fired = i;
+            fired_sum = sum;
+        }
+    }
+    if (r->since < 0xFFFF)
+        r->since++;
+    if (fired != 0xFF && r->since < r->refractory) {
+        fired = 0xFF;
+        fired_sum = 0;
+    }
+    if (fired != 0xFF)
+        r->since = 0;
+    lit = r->refractory ? r->refractory : 1;
+    d[0] = (uint8_t)fired;
+    d[1] = (uint8_t)best;
+    d[2] = (uint8_t)r->m;
+    d[3] = (uint8_t)(r->since < lit);
+    le32(d + 4, (uint32_t)fired_sum);
+    le32(d + 8, (uint32_t)best_sum);
+    r->pin_calls++;
+    r->pin_level = d[3];
+}
+#endif
+
 /* The reply to a new valid request (type, seq, plen, payload pl) into f; steps the
  * reference model and counts as the firmware should (cycles0: the port's first answer to
  * kws_th_timer_stop for this request). Returns the frame length. */
@@ -305,6 +430,9 @@ static size_t ref_dispatch(shadow *s, uint8_t type, uint8_t seq, uint8_t plen, c
                               2 * KWS_HIDDEN <= 255 ? KWS_CAP_HIDDEN : 0));
 #ifdef REF_LISTEN
         d[3] |= 0x08; /* bit 3: LISTEN */
+#endif
+#ifdef REF_DETECT
+        d[3] |= 0x10; /* bit 4: DETECT, the board decides */
 #endif
         memcpy(d + 4, hash, 16);
         d[20] = KWS_N_IN;
@@ -373,8 +501,13 @@ static size_t ref_dispatch(shadow *s, uint8_t type, uint8_t seq, uint8_t plen, c
         unsigned pos, ended;
         if (plen != 1 + KWS_N_IN || (pl[0] & ~1u))
             break;
-        if (pl[0] & 1u) /* RESET: no instance running, this frame is frame 0 */
+        if (pl[0] & 1u) { /* RESET: no instance running, this frame is frame 0 */
             s->ls.t = 0;
+#ifdef REF_DETECT
+            s->det.m = 0; /* and the detector forgets its history and refractory period */
+            s->det.since = 0xFFFF;
+#endif
+        }
         pos = s->ls.t % REF_P; /* this frame's place in the period */
         memcpy(x, pl + 1, KWS_N_IN);
         ended = (unsigned)ref_listen_step(&s->ls, x, pooled);
@@ -387,13 +520,43 @@ static size_t ref_dispatch(shadow *s, uint8_t type, uint8_t seq, uint8_t plen, c
         d[1] = pl[0];
         le16(d + 2, (uint16_t)pos);
         le32(d + 4, cycles0);
-        if (ended)
-            for (i = 0; i < KWS_N_CLASSES; i++) {
-                REQUIRE(pooled[i] >= INT32_MIN && pooled[i] <= INT32_MAX,
-                        "a window's pooled sum fits the reply's int32");
-                le32(d + 8 + 4 * i, (uint32_t)(int32_t)pooled[i]);
-            }
-        return ref_seal(f, type | KWS_T_REPLY, seq, ended ? 8 + 4 * KWS_N_CLASSES : 8);
+        if (!ended)
+            return ref_seal(f, type | KWS_T_REPLY, seq, 8);
+        for (i = 0; i < KWS_N_CLASSES; i++) {
+            REQUIRE(pooled[i] >= INT32_MIN && pooled[i] <= INT32_MAX,
+                    "a window's pooled sum fits the reply's int32");
+            le32(d + 8 + 4 * i, (uint32_t)(int32_t)pooled[i]);
+        }
+#ifdef REF_DETECT
+        ref_decide(&s->det, pooled, d + 8 + 4 * KWS_N_CLASSES);
+        return ref_seal(f, type | KWS_T_REPLY, seq, 8 + 4 * KWS_N_CLASSES + 12);
+#else
+        return ref_seal(f, type | KWS_T_REPLY, seq, 8 + 4 * KWS_N_CLASSES);
+#endif
+    }
+#endif
+#ifdef REF_DETECT
+    case KWS_T_DETECT: {
+        /* none (read), or SET + refractory (u16, < 65535) + a u16 threshold per class */
+        if (plen) {
+            unsigned refractory;
+            if (plen != 3 + 2 * KWS_N_CLASSES || pl[0] != 0x01)
+                break;
+            refractory = pl[1] | (unsigned)pl[2] << 8;
+            if (refractory == 0xFFFF)
+                break;
+            s->det.refractory = refractory;
+            for (i = 0; i < KWS_N_CLASSES; i++)
+                s->det.thr[i] = (uint16_t)(pl[3 + 2 * i] | pl[4 + 2 * i] << 8);
+            s->det.overridden = 1;
+        }
+        d[0] = KWS_DET_SMOOTH;
+        d[1] = s->det.overridden;
+        le16(d + 2, (uint16_t)s->det.refractory);
+        memcpy(d + 4, ref_settings_hash, KWS_PROTO_SETTINGS_HASH_BYTES);
+        for (i = 0; i < KWS_N_CLASSES; i++)
+            le16(d + 12 + 2 * i, s->det.thr[i]);
+        return ref_seal(f, type | KWS_T_REPLY, seq, 12 + 2 * KWS_N_CLASSES);
     }
 #endif
     case KWS_T_STATS:
@@ -468,6 +631,25 @@ static void check_state(const kws_proto *p, const shadow *s)
                 REQUIRE(p->listen.pooled[k][i] == s->ls.pooled[k][i],
                         "LISTEN: each running instance's pooled sums");
         }
+    }
+#endif
+#ifdef REF_DETECT
+    {
+        unsigned i, j;
+        const ref_detect *r = &s->det;
+        REQUIRE(p->detect.count == r->m, "DETECT: the windows in the detector's history");
+        REQUIRE(p->detect.since == r->since, "DETECT: windows since the last detection");
+        REQUIRE(p->detect.refractory == r->refractory, "DETECT: the refractory period");
+        REQUIRE(memcmp(p->detect.thr, r->thr, sizeof r->thr) == 0, "DETECT: the thresholds");
+        REQUIRE(p->overridden == r->overridden, "DETECT: overridden");
+        for (j = 0; j < r->m; j++) { /* the ring, oldest first, ends before head */
+            unsigned slot = (p->detect.head + KWS_DET_SMOOTH - r->m + j) % KWS_DET_SMOOTH;
+            for (i = 0; i < KWS_N_CLASSES; i++)
+                REQUIRE(p->detect.post[slot][i] == r->hist[j][i],
+                        "DETECT: the posteriors of the last windows");
+        }
+        REQUIRE(pin_calls == r->pin_calls && (!pin_calls || pin_level == r->pin_level),
+                "the detection pin is set once per window that ends, to the decision's level");
     }
 #endif
 }
@@ -601,6 +783,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     memset(&s, 0, sizeof s);
     kws_reset(&s.ref);
+#ifdef REF_DETECT
+    ref_detect_boot(&s.det);
+    pin_calls = 0;
+    pin_level = 0;
+#endif
     cycles_next = 1000;
     timer_running = 0;
     at_frame = 0;
@@ -688,7 +875,8 @@ static size_t reseal(uint8_t *data, size_t size, size_t max_size, uint32_t *rs)
 static size_t insert_request(uint8_t *data, size_t size, size_t max_size, uint32_t *rs)
 {
     static const uint8_t types[] = {KWS_T_IDENTIFY, KWS_T_RESET, KWS_T_INFER, KWS_T_INFER,
-                                    KWS_T_INFER, KWS_T_STATS, KWS_T_LISTEN, KWS_T_LISTEN};
+                                    KWS_T_INFER, KWS_T_STATS, KWS_T_LISTEN, KWS_T_LISTEN,
+                                    KWS_T_DETECT, KWS_T_DETECT};
     size_t plen = 0, e, at = size, i, n_zero = 0;
     uint8_t type = types[rnd(rs) % sizeof types], seq = (uint8_t)rnd(rs);
     if (rnd(rs) % 8 == 0)
@@ -710,6 +898,25 @@ static size_t insert_request(uint8_t *data, size_t size, size_t max_size, uint32
         frame_buf[3] = flags[rnd(rs) % sizeof flags];
         for (i = 1; i < plen; i++)
             frame_buf[3 + i] = (uint8_t)rnd(rs);
+    } else if (type == KWS_T_DETECT && rnd(rs) % 4) {
+        /* SET: a small refractory period, thresholds low enough to fire now and then; now
+         * and then one byte off, another flag or refractory 65535 */
+        uint32_t r = rnd(rs);
+        plen = 3 + 2 * KWS_N_CLASSES;
+        if (plen > KWS_PROTO_MAX_PAYLOAD)
+            plen = KWS_PROTO_MAX_PAYLOAD;
+        frame_buf[3] = r % 16 ? KWS_F_SET : (uint8_t)rnd(rs);
+        frame_buf[4] = (uint8_t)(r % 32 ? rnd(rs) % 4 : 0xFF);
+        frame_buf[5] = (uint8_t)(r % 32 ? 0 : 0xFF);
+        for (i = 6; i + 1 < 3 + plen; i += 2) {
+            uint32_t t = rnd(rs) % 3 ? rnd(rs) % 20000 : rnd(rs) % 65536;
+            frame_buf[i] = (uint8_t)t;
+            frame_buf[i + 1] = (uint8_t)(t >> 8);
+        }
+        if (r % 7 == 0)
+            plen = plen + (r % 3) - 1;
+        if (plen > KWS_PROTO_MAX_PAYLOAD)
+            plen = KWS_PROTO_MAX_PAYLOAD;
     } else if (rnd(rs) % 8 == 0) {
         plen = rnd(rs) % 4;
         for (i = 0; i < plen; i++)

@@ -14,8 +14,9 @@ Models:
             name list is cut to fit one frame), 32 bins as well, so the seeds fit every
             configuration (firmware/tests/golden.py's random_model).
 
-Configurations: every one compiles LISTEN (a KWS_STREAM_* schedule in its kws_config.h,
-written by the same config_header as a sketch's):
+Configurations: every one compiles LISTEN and the detector (a KWS_STREAM_* schedule and the
+KWS_DET_* constants in its kws_config.h, written by the same config_header as a sketch's;
+`detectors` for the detector settings):
   shipped   models/default, 1 frame per INFER, the schedule `kws export` builds the sketch with
             (kws.codegen.export.listen_schedule: Schedule.for_model(model, 2): P 50, K 2, pool 5)
   frames4   models/default, 4 frames per INFER, P 3, K 1, pool 3: one instance restarted
@@ -38,10 +39,19 @@ from kws.codegen.export import config_header, listen_schedule, model_header  # n
 from kws.quant.modelfile import load_model  # noqa: E402
 from kws.paths import firmware_module  # noqa: E402
 from kws.detect.windows import Schedule  # noqa: E402
+from kws.detect.detector import (Detector, DetectorSettings, detector_for, hash_of,  # noqa: E402
+                                 settings_hash)
+from kws.quant.arith import QH  # noqa: E402
 
 
 def _shipped():
     return load_model(REPO / "models" / "default")
+
+
+def _names35():
+    sparse = dict.fromkeys(("W1", "W2", "U1", "U2"), 0.25)
+    return firmware_module("tests/golden.py").random_model(3, 4, hidden=17, rank_w=5, rank_u=3,
+                                                           n_classes=35, density=sparse)
 
 
 def headers() -> dict[str, str]:
@@ -50,12 +60,9 @@ def headers() -> dict[str, str]:
                                    model_hash=shipped.hash, classes=shipped.classes,
                                    features=shipped.features,
                                    pool_frames=shipped.pool_frames)}
-    sparse = dict.fromkeys(("W1", "W2", "U1", "U2"), 0.25)
-    im = firmware_module("tests/golden.py").random_model(3, 4, hidden=17, rank_w=5, rank_u=3, n_classes=35,
-                                density=sparse)
     words = [f"{w}_keyword" for w in TASKS["35"].classes]
-    out["names35"] = model_header(im, name="names35", model_hash="0123456789abcdef" * 4,
-                                  classes=words)
+    out["names35"] = model_header(_names35(), name="names35",
+                                  model_hash="0123456789abcdef" * 4, classes=words)
     return out
 
 
@@ -69,9 +76,33 @@ def schedules() -> dict[str, Schedule]:
 FRAMES = {"shipped": 1, "frames4": 4, "names35": 1}  # KWS_PROTO_MAX_FRAMES
 
 
+def detectors() -> dict[str, tuple[Detector, str]]:
+    """The detector (and settings hash) each fuzz configuration is built with: shipped, the one
+    `kws export` compiles from models/default's detector.json; frames4, smoothing over 3
+    windows, a low threshold (0.3, "yes" 0.05) and a refractory period of 2 windows; names35
+    (the 35 Speech Commands words as classes: 10 of them keywords), 2 windows, 0.1, none."""
+    shipped = _shipped()
+    s = schedules()
+
+    def scale(im, schedule):
+        return 2.0 ** -(im.exponents["Wc"] + QH) / schedule.pool
+
+    out = {"shipped": (detector_for(shipped, s["shipped"]), settings_hash(shipped))}
+    f4 = DetectorSettings(threshold=0.3, smooth_windows=3, refractory_s=2.0,
+                          thresholds={"yes": 0.05})
+    out["frames4"] = (Detector(shipped.classes, scale(shipped.int_model, s["frames4"]), 1.0, 1.0,
+                               smooth=3, threshold=0.3, refractory_s=2.0,
+                               thresholds={"yes": 0.05}), hash_of(f4))
+    n35 = DetectorSettings(threshold=0.1, smooth_windows=2, refractory_s=0.0)
+    out["names35"] = (Detector(list(TASKS["35"].classes), scale(_names35(), s["names35"]), 1.0,
+                               1.0, smooth=2, threshold=0.1, refractory_s=0.0), hash_of(n35))
+    return out
+
+
 def configs() -> dict[str, str]:
     """kws_config.h of each fuzz configuration."""
-    return {c: config_header(None, FRAMES[c], s) for c, s in schedules().items()}
+    dets = detectors()
+    return {c: config_header(None, FRAMES[c], s, *dets[c]) for c, s in schedules().items()}
 
 
 def _write(path: Path, text: str) -> None:

@@ -9,7 +9,9 @@ INFER flag, 1 to 4 frames), a host session with retries, resent requests (the ca
 bad requests (ERROR 6 and 7) and damaged frames (ERROR 1 to 5), garbage, empty frames; LISTEN
 (every fuzz configuration compiles it, firmware/fuzz/models.py): from boot, with RESET, 76
 frames (two windows end even with the shipped 50-frame schedule, a window-ending frame
-resent), resends, interleaved with INFER and RESET (separate states), bad flags and lengths.
+resent), resends, interleaved with INFER and RESET (separate states), bad flags and lengths;
+DETECT (every fuzz configuration compiles the detector): reads, replacements, bad requests, and
+a LISTEN run whose windows fire at thresholds of 0, then LISTEN RESET.
 All INFER and LISTEN frames have 32 int8 bins: every fuzz configuration's model has n_in = 32.
 Other files in the folder (regress-*.bin: crash reproducers) are left alone.
 """
@@ -112,6 +114,7 @@ def seeds() -> dict[str, bytes]:
         "bitflips": infer + b"".join(_flip(infer, b) for b in (0, 7, 8, 15, 16, 100, 300)),
     }
     out.update(_listen_seeds(rng))
+    out.update(_detect_seeds(rng))
     return {f"seed-{name}.bin": data for name, data in out.items()}
 
 
@@ -167,6 +170,45 @@ def _listen_seeds(rng: random.Random) -> dict[str, bytes]:
             enc(P.T_LISTEN, 89, bytes([P.F_RESET]) + y[2] + b"\x01"),
             enc(P.T_LISTEN, 90, bytes([P.F_RESET]) + y[2] + y[3]),
             _listen(91, y[4]), enc(P.T_STATS, 92)]),
+    }
+
+
+# DETECT requests are for the 12 classes of models/default (the `shipped` and `frames4`
+# configurations; `names35` answers them with ERROR 7)
+N_CLASSES = 12
+
+
+def _detect_set(seq: int, refractory: int, thresholds, flags: int = P.F_SET) -> bytes:
+    payload = bytes([flags]) + refractory.to_bytes(2, "little") + b"".join(
+        t.to_bytes(2, "little") for t in thresholds)
+    return P.encode_frame(P.T_DETECT, seq % 256, payload)
+
+
+def _detect_seeds(rng: random.Random) -> dict[str, bytes]:
+    enc = P.encode_frame
+    zeros = [0] * N_CLASSES
+    set1 = _detect_set(151, 1, zeros)
+    x = [_frames(rng, 1) for _ in range(LISTEN_RUN + 1)]
+    return {
+        # read, replace (and the resent replacement: the cache), read again; bad requests
+        # (ERROR 7, nothing changes): another flag, refractory 65535, too short, one byte more;
+        # IDENTIFY announces DETECT (capability bit 4)
+        "detect": b"".join([
+            enc(P.T_DETECT, 150), set1, set1, enc(P.T_DETECT, 152),
+            _detect_set(153, 1, zeros, flags=0), _detect_set(154, 0xFFFF, zeros),
+            enc(P.T_DETECT, 155, bytes([P.F_SET, 1, 0])),
+            enc(P.T_DETECT, 156, bytes([P.F_SET, 1, 0]) + bytes(2 * N_CLASSES + 1)),
+            _detect_set(157, 3, [32768] * N_CLASSES), enc(P.T_IDENTIFY, 158),
+            enc(P.T_STATS, 159)]),
+        # thresholds 0 (the best keyword fires on every window the refractory period allows)
+        # and 1 window of refractory period: both windows of the shipped schedule (frames 49
+        # and 74) fire, the pin goes on; LISTEN RESET forgets the history and the refractory
+        # period; the settings stay
+        "detect-listen": b"".join(
+            [_detect_set(160, 1, zeros)]
+            + [_listen(161 + i, x[i], P.F_RESET if i == 0 else 0) for i in range(LISTEN_RUN - 1)]
+            + [_listen(240, x[LISTEN_RUN - 1], P.F_RESET), _listen(241, x[LISTEN_RUN]),
+               enc(P.T_DETECT, 242)]),
     }
 
 

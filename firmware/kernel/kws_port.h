@@ -3,7 +3,7 @@
  *
  * AVR (ATmega328P): the arrays are in flash (PROGMEM) and read with pgm_read_byte (lpm).
  * Anywhere else (host tests, Cortex-M): ordinary const data, read by plain dereference.
- * A port may predefine KWS_PROGMEM and KWS_READ_U8 to override both.
+ * A port may predefine KWS_PROGMEM, KWS_READ_U8 and KWS_READ_U16 to override them.
  */
 #ifndef KWS_PORT_H
 #define KWS_PORT_H
@@ -18,12 +18,18 @@
 #ifndef KWS_READ_U8
 #define KWS_READ_U8(ptr) pgm_read_byte(ptr)
 #endif
+#ifndef KWS_READ_U16
+#define KWS_READ_U16(ptr) pgm_read_word(ptr)
+#endif
 #else
 #ifndef KWS_PROGMEM
 #define KWS_PROGMEM
 #endif
 #ifndef KWS_READ_U8
 #define KWS_READ_U8(ptr) (*(const uint8_t *)(ptr))
+#endif
+#ifndef KWS_READ_U16
+#define KWS_READ_U16(ptr) (*(const uint16_t *)(ptr))
 #endif
 #endif
 

@@ -22,6 +22,10 @@
 
 static const uint8_t kws_proto_hash[KWS_PROTO_HASH_BYTES] KWS_PROGMEM = KWS_MODEL_HASH_BYTES;
 static const char kws_proto_classes[] KWS_PROGMEM = KWS_CLASS_LIST;
+#ifdef KWS_PROTO_DETECT
+static const uint8_t kws_proto_settings_hash[KWS_PROTO_SETTINGS_HASH_BYTES] KWS_PROGMEM =
+    KWS_SETTINGS_HASH_BYTES;
+#endif
 
 /* ---- CRC-16/CCITT-FALSE --------------------------------------------------------------------- */
 
@@ -151,6 +155,9 @@ static uint16_t do_identify(kws_proto *p)
 #ifdef KWS_PROTO_LISTEN
     d[3] |= KWS_CAP_LISTEN;
 #endif
+#ifdef KWS_PROTO_DETECT
+    d[3] |= KWS_CAP_DETECT;
+#endif
     for (i = 0; i < KWS_PROTO_HASH_BYTES; i++)
         d[4 + i] = KWS_READ_U8(&kws_proto_hash[i]);
     d[20] = KWS_N_IN;
@@ -239,33 +246,92 @@ static uint16_t do_infer(kws_proto *p, uint16_t plen, uint8_t *code)
 
 #ifdef KWS_PROTO_LISTEN
 /* LISTEN: payload = flags (KWS_F_RESET: start listening anew), one frame of KWS_N_IN int8.
- * Every running instance steps; the reply carries the pooled scores of a window that ended. */
+ * Every running instance steps; the reply carries the pooled scores of a window that ended
+ * and, on a board that decides, the detector's decision on it (timed with the steps). */
 static uint16_t do_listen(kws_proto *p, uint16_t plen, uint8_t *code)
 {
     const uint8_t *in = p->rx + KWS_PROTO_HEADER;
     uint8_t *d = p->tx + KWS_PROTO_HEADER, *q;
     uint32_t cycles;
     uint8_t i, ended;
+#ifdef KWS_PROTO_DETECT
+    kws_decision dec;
+#endif
     if (plen != 1 + KWS_N_IN || (in[0] & ~KWS_F_RESET)) {
         *code = KWS_E_ARG;
         return 0;
     }
-    if (in[0] & KWS_F_RESET)
+    if (in[0] & KWS_F_RESET) {
         kws_stream_reset(&p->listen);
+#ifdef KWS_PROTO_DETECT
+        kws_detect_reset(&p->detect);
+#endif
+    }
     d[2] = (uint8_t)p->listen.pos;   /* the frame's place in the period, before stepping */
     d[3] = (uint8_t)(p->listen.pos >> 8);
     kws_th_timer_start();
     ended = (uint8_t)kws_stream_step(&p->listen, (const int8_t *)(in + 1), p->scores);
+#ifdef KWS_PROTO_DETECT
+    if (ended)
+        kws_detect_window(&p->detect, p->scores, &dec);
+#endif
     cycles = kws_th_timer_stop();
     p->stats.last_cycles = cycles;
     p->stats.inferences++;
     d[0] = ended;
     d[1] = in[0];
     q = put_u32(d + 4, cycles);
-    if (ended)
+    if (!ended)
+        return KWS_PROTO_LISTEN_FIXED;
+    for (i = 0; i < KWS_N_CLASSES; i++)
+        q = put_u32(q, (uint32_t)p->scores[i]);
+#ifdef KWS_PROTO_DETECT
+    q[0] = dec.fired;
+    q[1] = dec.best;
+    q[2] = dec.windows;
+    q[3] = dec.led;
+    q = put_u32(q + 4, dec.fired_sum);
+    put_u32(q, dec.best_sum);
+    kws_th_detect_pin(dec.led);
+#endif
+    return KWS_PROTO_LISTEN_MAX;
+}
+#endif
+
+#ifdef KWS_PROTO_DETECT
+/* DETECT: no payload (read the settings), or KWS_F_SET, the refractory period (u16, windows,
+ * at most 65534) and a Q15 threshold (u16) per class, which replace the board's until it
+ * boots again. The reply: the settings in force. */
+static uint16_t do_detect(kws_proto *p, uint16_t plen, uint8_t *code)
+{
+    const uint8_t *in = p->rx + KWS_PROTO_HEADER;
+    uint8_t *d = p->tx + KWS_PROTO_HEADER, *q;
+    uint8_t i;
+    if (plen) {
+        uint16_t refractory;
+        if (plen != KWS_PROTO_DETECT_SET || in[0] != KWS_F_SET) {
+            *code = KWS_E_ARG;
+            return 0;
+        }
+        refractory = (uint16_t)(in[1] | in[2] << 8);
+        if (refractory >= KWS_DET_SINCE_MAX) {
+            *code = KWS_E_ARG;
+            return 0;
+        }
+        p->detect.refractory = refractory;
         for (i = 0; i < KWS_N_CLASSES; i++)
-            q = put_u32(q, (uint32_t)p->scores[i]);
-    return ended ? KWS_PROTO_LISTEN_MAX : KWS_PROTO_LISTEN_FIXED;
+            p->detect.thr[i] = (uint16_t)(in[3 + 2 * i] | in[4 + 2 * i] << 8);
+        p->overridden = 1;
+    }
+    d[0] = KWS_DET_SMOOTH;
+    d[1] = p->overridden;
+    put_u16(d + 2, p->detect.refractory);
+    for (i = 0; i < KWS_PROTO_SETTINGS_HASH_BYTES; i++)
+        d[4 + i] = KWS_READ_U8(&kws_proto_settings_hash[i]);
+    q = d + KWS_PROTO_DETECT_FIXED;
+    for (i = 0; i < KWS_N_CLASSES; i++)
+        q = put_u16(q, p->detect.thr[i]);
+    return KWS_PROTO_DETECT_MAX;
 }
 #endif
 
@@ -304,6 +370,11 @@ static int dispatch(kws_proto *p)
 #ifdef KWS_PROTO_LISTEN
     case KWS_T_LISTEN:
         n = do_listen(p, plen, &code);
+        break;
+#endif
+#ifdef KWS_PROTO_DETECT
+    case KWS_T_DETECT:
+        n = do_detect(p, plen, &code);
         break;
 #endif
     case KWS_T_STATS:
@@ -356,6 +427,9 @@ void kws_proto_init(kws_proto *p)
     for (i = 0; i < sizeof *p; i++)
         b[i] = 0;
     kws_reset(&p->model);
+#ifdef KWS_PROTO_DETECT
+    kws_detect_init(&p->detect);
+#endif
     rx_clear(p);
 }
 

@@ -35,6 +35,12 @@
 #if defined(KWS_STREAM_INSTANCES)
 #include "kws_stream.h"
 #define KWS_PROTO_LISTEN 1
+/* DETECT (the detector of kws_detect.h deciding on every window) when kws_config.h has its
+ * constants too */
+#if defined(KWS_DET_SMOOTH)
+#include "kws_detect.h"
+#define KWS_PROTO_DETECT 1
+#endif
 #endif
 
 #ifdef __cplusplus
@@ -58,7 +64,14 @@ extern "C" {
 #define KWS_PROTO_MIN2(a, b) ((a) < (b) ? (a) : (b))
 #define KWS_PROTO_MAX2(a, b) ((a) > (b) ? (a) : (b))
 
+/* the longest request: INFER's (or DETECT's, setting a threshold per class) */
+#define KWS_PROTO_DETECT_SET (3 + 2 * KWS_N_CLASSES)
+#ifdef KWS_PROTO_DETECT
+#define KWS_PROTO_RX_MAX (KWS_PROTO_OVERHEAD + \
+    KWS_PROTO_MAX2(1 + KWS_PROTO_MAX_FRAMES * KWS_N_IN, KWS_PROTO_DETECT_SET))
+#else
 #define KWS_PROTO_RX_MAX (KWS_PROTO_OVERHEAD + 1 + KWS_PROTO_MAX_FRAMES * KWS_N_IN)
+#endif
 /* INFER reply payload: frames, flags, t (u16), per frame cycles (u32) and scores (int32) */
 #define KWS_PROTO_INFER_FIXED 4
 #define KWS_PROTO_INFER_PER_FRAME (4 + 4 * KWS_N_CLASSES)
@@ -67,9 +80,19 @@ extern "C" {
 #define KWS_PROTO_INFER_HIDDEN (KWS_PROTO_INFER_SCORES + 2 * KWS_HIDDEN)
 /* IDENTIFY reply payload: KWS_PROTO_IDENT_FIXED, then the class names (as many as fit) */
 /* LISTEN reply payload: ended, flags, frame within the period (u16), cycles (u32), then the
- * ended window's pooled scores (int32 each) */
-#define KWS_PROTO_LISTEN_FIXED 8
+ * ended window's pooled scores (int32 each) and, on a board that decides, the decision
+ * (KWS_PROTO_LISTEN_DECISION bytes) */
+#ifdef KWS_PROTO_DETECT
+#define KWS_PROTO_LISTEN_MAX (KWS_PROTO_LISTEN_FIXED + 4 * KWS_N_CLASSES + \
+                              KWS_PROTO_LISTEN_DECISION)
+#define KWS_PROTO_DETECT_MAX (KWS_PROTO_DETECT_FIXED + 2 * KWS_N_CLASSES)
+#else
 #define KWS_PROTO_LISTEN_MAX (KWS_PROTO_LISTEN_FIXED + 4 * KWS_N_CLASSES)
+#define KWS_PROTO_DETECT_MAX 0
+#endif
+#if KWS_PROTO_DETECT_MAX > KWS_PROTO_MAX_PAYLOAD || KWS_PROTO_DETECT_SET > KWS_PROTO_MAX_PAYLOAD
+#error "DETECT does not fit a frame: too many classes"
+#endif
 
 #if KWS_PROTO_INFER_SCORES > KWS_PROTO_MAX_PAYLOAD
 #error "INFER reply does not fit a frame: lower KWS_PROTO_MAX_FRAMES (or fewer classes)"
@@ -84,7 +107,8 @@ extern "C" {
     KWS_PROTO_MIN2(KWS_PROTO_IDENT_FIXED + sizeof(KWS_CLASS_LIST) - 1, KWS_PROTO_MAX_PAYLOAD)
 #define KWS_PROTO_TX_MAX (KWS_PROTO_OVERHEAD + \
     KWS_PROTO_MAX2(KWS_PROTO_MAX2(KWS_PROTO_INFER_MAX, KWS_PROTO_IDENT_MAX), \
-                   KWS_PROTO_MAX2(KWS_PROTO_STATS_PAYLOAD, KWS_PROTO_LISTEN_MAX)))
+                   KWS_PROTO_MAX2(KWS_PROTO_MAX2(KWS_PROTO_STATS_PAYLOAD, KWS_PROTO_LISTEN_MAX), \
+                                  KWS_PROTO_DETECT_MAX)))
 #define KWS_PROTO_ERR_MAX (KWS_PROTO_OVERHEAD + 2)
 
 typedef struct kws_proto_stats {
@@ -118,6 +142,10 @@ typedef struct kws_proto {
     int32_t scores[KWS_N_CLASSES];
 #ifdef KWS_PROTO_LISTEN
     kws_stream listen; /* LISTEN's instances; INFER's state is `model`, separate */
+#endif
+#ifdef KWS_PROTO_DETECT
+    kws_detect detect;    /* decides on every window LISTEN ends */
+    uint8_t overridden;   /* the host replaced the compiled thresholds (DETECT) */
 #endif
     uint8_t rx[KWS_PROTO_RX_MAX];
     uint8_t tx[KWS_PROTO_TX_MAX];
@@ -156,6 +184,11 @@ uint16_t kws_th_stack_peak(void);
 uint32_t kws_th_f_cpu(void);
 uint32_t kws_th_baud(void);
 uint8_t kws_th_caps(void);
+#ifdef KWS_PROTO_DETECT
+/* After every window LISTEN ends: the detector's pin (1 from a detection until the refractory
+ * period is over; kws_decision.led). The port drives its detection pin (an LED) with it. */
+void kws_th_detect_pin(uint8_t on);
+#endif
 
 #ifdef __cplusplus
 }

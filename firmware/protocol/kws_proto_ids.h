@@ -13,6 +13,7 @@
 #define KWS_T_INFER 0x03
 #define KWS_T_STATS 0x04
 #define KWS_T_LISTEN 0x05
+#define KWS_T_DETECT 0x06
 #define KWS_T_REPLY 0x80
 #define KWS_T_ERROR 0xFF
 
@@ -29,17 +30,25 @@
 #define KWS_F_RESET 0x01  /* h = 0 before the first frame */
 #define KWS_F_HIDDEN 0x02  /* append the hidden state after the last frame */
 
+/* ---- DETECT request flags (payload byte 0) ---- */
+#define KWS_F_SET 0x01  /* the refractory period and thresholds that follow replace the board's */
+
 /* ---- IDENTIFY capability bits ---- */
 #define KWS_CAP_TIMER 0x01  /* cycles are measured (kws_th_timer_*), not 0 */
 #define KWS_CAP_HIDDEN 0x02  /* KWS_F_HIDDEN fits into a reply */
 #define KWS_CAP_STACK 0x04  /* STATS reports a stack high-water mark */
 #define KWS_CAP_LISTEN 0x08  /* LISTEN runs the stream schedule (kws_stream.h) */
+#define KWS_CAP_DETECT 0x10  /* the board decides (kws_detect.h): LISTEN replies carry decisions, DETECT works */
 
 /* ---- sizes ---- */
 #define KWS_PROTO_HEADER 3  /* type, seq, len */
 #define KWS_PROTO_OVERHEAD 5  /* header + CRC-16 */
 #define KWS_PROTO_MAX_PAYLOAD 255
 #define KWS_PROTO_HASH_BYTES 16  /* the model-hash prefix IDENTIFY reports */
+#define KWS_PROTO_SETTINGS_HASH_BYTES 8  /* the listening-settings-hash prefix DETECT reports */
+#define KWS_PROTO_LISTEN_FIXED 8  /* LISTEN reply before the pooled scores */
+#define KWS_PROTO_LISTEN_DECISION 12  /* LISTEN reply: the detector's decision after the pooled scores */
+#define KWS_PROTO_DETECT_FIXED 12  /* DETECT reply before the thresholds */
 
 /* ---- payload sizes (kws/link/protocol.py _IDENT, _STATS) ---- */
 #define KWS_PROTO_IDENT_FIXED 38  /* IDENTIFY reply before the class names */

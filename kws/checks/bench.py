@@ -131,6 +131,59 @@ def bench_model(model: Path, data: Path, max_clips: int = 200) -> dict:
     return out
 
 
+def bench_listen(model: Path, data: Path, n_clips: int = 24) -> dict:
+    """The board listening and deciding (LISTEN, kws_detect.c): held-out keyword clips one
+    after another through a simulated board at the model's stored settings; cycles per frame
+    (every instance's step; on a window's last frame the detector too), the detector's own
+    cost, the stack after listening and deciding, and the board's decisions = Python's."""
+    from kws.checks.boards import open_boards
+    from kws.checks.stream import audio_chunks, stream
+    from kws.data.audio import load_audio
+    from kws.data.dataset import load_dataset
+    from kws.data.tasks import keyword_words
+    from kws.quant.modelfile import load_model
+    from kws.targets.build import firmware_size
+
+    shipped = load_model(model)
+    sr = shipped.features.sample_rate
+    words = keyword_words(shipped.classes)
+    clips = [c for c in load_dataset(data).clips if c.split == "testing" and c.word in words
+             and not c.offset]
+    clips = sorted(clips, key=lambda c: str(c.path))[:: max(1, len(clips) // n_clips)][:n_clips]
+    gap = np.zeros(sr // 2, np.float32)
+    audio = np.concatenate([x for c in clips for x in (load_audio(c.path, sr, sr), gap)])
+    with open_boards("sim", shipped, 1) as boards:
+        r = stream(shipped, boards[0], audio_chunks(audio, sr, shipped.features.hop_length,
+                                                    realtime=False),
+                   on_detection=lambda line: None, on_note=lambda note: None)
+        stack = boards[0].stats().stack_peak
+    if r["mismatched_windows"] or r["mismatched_decisions"] or \
+            r["detections"] != r["python_detections"]:
+        raise KwsError(f"bench: the board's windows or decisions differ from Python's: {r}")
+    cmd = (f"kws bench --data {data} (kws stream --model {model} --board sim --wav "
+           f"<{len(clips)} held-out keyword clips> --fast)")
+    what = (f"{r['frames']} frames, {r['windows']} windows, {len(r['detections'])} detections "
+            f"at threshold {r['threshold']}; board = Python on every window and decision")
+    size = firmware_size(shipped, "uno")
+    ends, steady = r["cycles_window_end"], r["cycles_steady"]
+    return {
+        "device_listen_cycles_per_frame": _entry(
+            r["cycles_per_frame"]["median"], "cycles", cmd,
+            f"Timer1 around LISTEN: {r['instances']} instances' kws_step, median; {what}"),
+        "device_listen_cycles_window_end_max": _entry(
+            ends["max"], "cycles", cmd, "the costliest frame: a window ends, the detector "
+            "decides (softmax, smoothing, thresholds)"),
+        "device_detector_cycles": _entry(
+            ends["median"] - steady["median"], "cycles", cmd,
+            "median window-end frame - median other frame (the detector + pooled copy)"),
+        "device_stack_peak_listen": _entry(stack, "bytes", cmd,
+                                           "painted-stack high-water mark after listening"),
+        "device_ram_total_listen": _entry(size["ram"] + stack, "bytes", cmd,
+                                          "static RAM of the uno build + peak stack after "
+                                          "listening and deciding (budget 1,024)"),
+    }
+
+
 def bench_accuracy(model: Path, data: Path) -> dict:
     """Held-out accuracy (float, integer), the integer reference's speed, the streaming
     figures (1 h seeded stream over the model's training folders, followed by the testing
@@ -210,6 +263,7 @@ def run_benchmarks(out: Path, data: Path | None = None, n_clips: int = 1000) -> 
         if not (model / "model.json").exists():
             continue
         entries = bench_model(model, Path(data))
+        entries.update(bench_listen(model, Path(data)))
         if Path(data) == DEV_DATA:
             entries.update(bench_accuracy(model, Path(data)))
         results["entries"].update({prefix + k: v for k, v in entries.items()})

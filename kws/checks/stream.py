@@ -2,9 +2,10 @@
 every hop, the board steps the model on it, and a detector turns the scores into detections.
 
 The board listens with the stream schedule of `kws.detect.windows` (staggered windows one clip
-long, LISTEN in firmware/PROTOCOL.md), as a device does for hours; the Python integer model
-runs the same schedule beside it on the same int8 frames, so every window is also a
-bit-exact check. The detector (`Detector`) turns window outputs into detections.
+long, LISTEN in firmware/PROTOCOL.md), as a device does for hours, and decides on every window
+with its own detector (firmware/kernel/kws_detect.c, driving its detection pin); the Python
+integer model and detector (`kws.detect.detector.Detector`) run beside it on the same int8
+frames, so every window and every decision is also a bit-exact check.
 """
 
 from __future__ import annotations
@@ -97,26 +98,89 @@ def mic_chunks(sample_rate: int, hop: int, device=None):
             yield q.get()
 
 
-def stream(model, board, chunks, threshold: float | None = None, smooth: int = 1,
-           refractory_s: float = 1.0, instances: int | None = None,
-           on_detection=print) -> dict:
+def board_detector(model, board, detector, on_note=print) -> bool:
+    """Make the board's detector decide as `detector` (the Python one) does: refuse a board
+    built with other listening settings (its settings hash) or another smoothing length (that
+    is compiled: rebuild), and send it the thresholds and refractory period when they differ
+    from what it holds (a --threshold or --refractory from the command line). False: the
+    firmware does not decide (an older export); the host then decides for it."""
+    from kws.detect.detector import settings_hash
+
+    if not board.decides:
+        on_note("the board's firmware does not decide (exported before the on-board detector): "
+                "the host decides on its windows")
+        return False
+    have = board.detect()
+    stored = settings_hash(model)
+    if not stored.startswith(have.settings_hash):
+        raise KwsError(f"the board at {board.url} was built with other listening settings "
+                       f"(settings hash {have.settings_hash}, {model.folder}/detector.json has "
+                       f"{stored[:16]}): build and flash it again (kws build, kws flash)")
+    if have.smooth != detector.smooth:
+        raise KwsError(f"the board sums the posteriors of {have.smooth} window(s), compiled from "
+                       f"detector.json; smoothing over {detector.smooth} needs smooth_windows "
+                       f"{detector.smooth} in detector.json and a new build (kws build)")
+    want = [int(t) for t in detector.q15]
+    if have.thresholds != want or have.refractory != detector.refractory:
+        got = board.detect(detector.refractory, want)
+        if got.thresholds != want or got.refractory != detector.refractory:
+            raise KwsError(f"{board.url}: the board did not take the detector settings")
+        on_note(f"sent to the board: refractory {detector.refractory} windows, thresholds "
+                + ", ".join(f"{detector.classes[i]} {want[i]}" for i in detector.keywords)
+                + " (Q15); it keeps them until it boots again")
+    return True
+
+
+def _spread(cycles: list[int]) -> dict | None:
+    return ({"min": int(min(cycles)), "median": float(np.median(cycles)),
+             "max": int(max(cycles))} if cycles else None)
+
+
+def _same(decision, board_decision) -> bool:
+    b = board_decision
+    return b is not None and (decision.best, decision.best_sum, decision.fired,
+                              decision.fired_sum, decision.windows, decision.led) == \
+        (b.best, b.best_sum, b.fired, b.fired_sum, b.windows, b.led)
+
+
+def stream(model, board, chunks, threshold: float | None = None, smooth: int | None = None,
+           refractory_s: float | None = None, instances: int | None = None,
+           on_detection=print, on_note=print) -> dict:
     """Run `chunks` of audio through the board's stream schedule (LISTEN) with the Python
-    integer model beside it; returns a summary. Ctrl-C ends it cleanly. threshold and
-    instances default to the model folder's detector.json (`kws eval --stream`)."""
-    from kws.detect.detector import stored_settings
+    integer model and detector beside it; returns a summary. Ctrl-C ends it cleanly.
+    threshold, smoothing, refractory period and instances default to the model folder's
+    detector.json (kws.detect.detector); a threshold or refractory period given here overrides
+    it, visibly (on_note), and is sent to the board, which decides on every window
+    (kws_detect.c): its decisions are compared with Python's, window by window."""
+    from kws.detect.detector import NONE, Detection, detector_for, load_settings
+    from kws.detect.posterior import ONE
     from kws.detect.windows import Schedule, WindowRunner
 
-    stored = stored_settings(model)
-    threshold = stored["threshold"] if threshold is None else threshold
-    schedule = Schedule.for_model(model, instances or stored["instances"])
+    settings = load_settings(model)
+    schedule = Schedule.for_model(model, instances or settings.instances)
     cfg = model.features
-    args = Detector.args_for(model, schedule, smooth=smooth, threshold=threshold,
-                             refractory_s=refractory_s)
-    detectors = {who: Detector(**args) for who in ("board", "python")}
+    python = detector_for(model, schedule, settings, threshold=threshold, smooth=smooth,
+                          refractory_s=refractory_s)
+    for what, given, stored in (("threshold", threshold, settings.threshold),
+                                ("refractory period (s)", refractory_s, settings.refractory_s),
+                                ("smoothing (windows)", smooth, settings.smooth_windows)):
+        if given is not None and given != stored:
+            on_note(f"{what} {given} from the command line, overriding {stored} of "
+                    "detector.json")
+    if threshold is not None and settings.thresholds:
+        on_note(f"threshold {threshold} for every keyword: detector.json's own for "
+                + ", ".join(f"{w} {t}" for w, t in sorted(settings.thresholds.items()))
+                + " not used")
+    decides = board_detector(model, board, python, on_note)
+    host = None if decides else detector_for(model, schedule, settings, threshold=threshold,
+                                              smooth=smooth, refractory_s=refractory_s)
     runner, maker = WindowRunner(model.int_model, schedule), FrameMaker(cfg)
-    frames = windows = mismatches = 0
+    frames = windows = mismatches = bad_decisions = 0
     cycles: list[int] = []
+    ends: list[int] = []        # cycles of the frames that end a window (the detector's too)
+    steady: list[int] = []      # of the others once every instance runs
     found: dict[str, list[Detection]] = {"board": [], "python": []}
+    best = None
     try:
         for chunk in chunks:
             for feat in maker.push(chunk):
@@ -125,6 +189,10 @@ def stream(model, board, chunks, threshold: float | None = None, smooth: int = 1
                 want = runner.push(x)
                 frames += 1
                 cycles.append(got.cycles)
+                if got.pooled is not None:
+                    ends.append(got.cycles)
+                elif frames > schedule.period:
+                    steady.append(got.cycles)
                 if want is None and got.pooled is None:
                     continue
                 windows += 1
@@ -132,22 +200,41 @@ def stream(model, board, chunks, threshold: float | None = None, smooth: int = 1
                     mismatches += 1
                     continue
                 t = ((frames - 1) * cfg.hop_length + cfg.win_length) / cfg.sample_rate
-                for who, pooled in (("python", want), ("board", got.pooled)):
-                    d = detectors[who].push(pooled, t)
-                    if d:
-                        found[who].append(d)
-                        if who == "board":
-                            agree = any(abs(p.time_s - d.time_s) < 1e-9 and p.word == d.word
-                                        for p in found["python"])
-                            on_detection(f"{d.time_s:8.2f} s  {d.word:<6} {d.score:.2f}"
-                                         f"  (python: {'same' if agree else 'differs'})")
+                mine = python.push(want, t)
+                if mine:
+                    found["python"].append(mine)
+                if decides:
+                    dec = got.decision
+                    if not _same(python.last, dec):
+                        bad_decisions += 1
+                    theirs = None
+                    if dec is not None and dec.best != NONE:
+                        score = dec.best_sum / max(dec.windows, 1) / ONE
+                        if best is None or score > best.score:
+                            best = Detection(round(t, 3), model.classes[dec.best], score)
+                    if dec is not None and dec.fired != NONE:
+                        theirs = Detection(round(t, 3), model.classes[dec.fired],
+                                           dec.fired_sum / max(dec.windows, 1) / ONE)
+                else:
+                    theirs = host.push(got.pooled, t)
+                    best = host.best
+                if theirs:
+                    found["board"].append(theirs)
+                    agree = any(abs(p.time_s - theirs.time_s) < 1e-9 and p.word == theirs.word
+                                for p in found["python"])
+                    on_detection(f"{theirs.time_s:8.2f} s  {theirs.word:<6} {theirs.score:.2f}"
+                                 f"  (python: {'same' if agree else 'differs'})")
     except KeyboardInterrupt:
         pass
     return {"frames": frames, "seconds": round(frames * cfg.hop_length / cfg.sample_rate, 2),
             "windows": windows, "mismatched_windows": mismatches,
-            "threshold": threshold, "instances": schedule.instances,
-            "cycles_per_frame": ({"min": int(min(cycles)), "median": float(np.median(cycles)),
-                                  "max": int(max(cycles))} if cycles else None),
+            "board_decides": decides, "mismatched_decisions": bad_decisions,
+            "threshold": python.threshold, "thresholds": python.thresholds,
+            "smooth_windows": python.smooth, "refractory_windows": python.refractory,
+            "instances": schedule.instances,
+            "cycles_per_frame": _spread(cycles),
+            "cycles_window_end": _spread(ends),     # steps of every instance + the detector
+            "cycles_steady": _spread(steady),       # steps of every instance
             "detections": [d.__dict__ for d in found["board"]],
-            "best": detectors["board"].best.__dict__ if detectors["board"].best else None,
+            "best": best.__dict__ if best else None,
             "python_detections": [d.__dict__ for d in found["python"]]}

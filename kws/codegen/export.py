@@ -4,11 +4,15 @@
         kws_sketch.ino    the board layer: serial, Timer1, stack (firmware/ports/avr/template.ino)
         kws_proto.{c,h}   the serial protocol: frame decoder + dispatcher (firmware/protocol/),
         kws_proto_ids.h   its ids and sizes, generated from kws.link.protocol (kws.codegen.protoids)
-        kws_model.{c,h}   the portable C kernel (copies of firmware/kernel/)
+        kws_model.{c,h}   the portable C kernel (copies of firmware/kernel/), with the
+        kws_stream.{c,h}  stream schedule (LISTEN) and the
+        kws_detect.{c,h}  detector that decides on the board
         kws_port.h        PROGMEM on AVR, plain const elsewhere
         model_data.h      GENERATED: every array, shape, shift, format, class name, feature
                           constant and the model hash (Python owns every constant)
-        kws_config.h      GENERATED: build options (serial baud override, frames per request)
+        kws_config.h      GENERATED: build options (serial baud override, frames per request),
+                          the stream schedule and the detector's constants (its exp2 table,
+                          thresholds, smoothing, refractory period, settings hash)
 
 The firmware speaks the protocol of firmware/PROTOCOL.md (kws.link.protocol, kws.link.board): the host
 streams int8 frames and gets every frame's scores back (`kws verify`). The Arduino IDE and
@@ -27,12 +31,13 @@ import numpy as np
 from kws.quant.arith import QA, QH
 from kws.atomic import atomic_open
 from kws.errors import KwsError
-from kws.link.protocol import HASH_BYTES  # the model-hash prefix the firmware reports
+from kws.link.protocol import HASH_BYTES, SETTINGS_HASH_BYTES  # the prefixes the firmware reports
 from kws.quant.intmodel import BIASES, MATRICES, IntModel
 
 from kws.paths import FIRMWARE
 KERNEL_DIR = FIRMWARE / "kernel"
-KERNEL_FILES = ("kws_model.c", "kws_model.h", "kws_port.h", "kws_stream.c", "kws_stream.h")
+KERNEL_FILES = ("kws_model.c", "kws_model.h", "kws_port.h", "kws_stream.c", "kws_stream.h",
+                "kws_detect.c", "kws_detect.h")
 PROTO_DIR = FIRMWARE / "protocol"
 PROTO_FILES = ("kws_proto.c", "kws_proto.h", "kws_proto_ids.h")
 TEMPLATE = FIRMWARE / "ports" / "avr" / "template.ino"
@@ -61,14 +66,14 @@ def _macro(name: str) -> str:
     return "KWS_" + name.upper()
 
 
-def hash_bytes(model_hash: str) -> bytes:
-    """The first HASH_BYTES bytes of a hex model hash, as the firmware stores and reports
+def hash_bytes(model_hash: str, n: int = HASH_BYTES) -> bytes:
+    """The first n (HASH_BYTES) bytes of a hex hash, as the firmware stores and reports
     them (zeros for a hash that is not hex, such as a test's placeholder)."""
     try:
-        raw = bytes.fromhex(model_hash[:2 * HASH_BYTES])
+        raw = bytes.fromhex(model_hash[:2 * n])
     except ValueError:
         raw = b""
-    return raw.ljust(HASH_BYTES, b"\0")[:HASH_BYTES]
+    return raw.ljust(n, b"\0")[:n]
 
 
 def model_header(im: IntModel, *, name: str = "", model_hash: str = "",
@@ -166,9 +171,12 @@ def model_header(im: IntModel, *, name: str = "", model_hash: str = "",
     return "\n".join(out)
 
 
-def config_header(baud: int | None = None, max_frames: int = 1, schedule=None) -> str:
+def config_header(baud: int | None = None, max_frames: int = 1, schedule=None,
+                  detector=None, settings_hash: str | None = None) -> str:
     """kws_config.h: the sketch's build options. `baud`: the serial speed, overriding the
-    board profile's (avr.mk passes KWS_BAUD); None keeps the profile's."""
+    board profile's (avr.mk passes KWS_BAUD); None keeps the profile's. `schedule`: LISTEN's
+    stream schedule; `detector` (a kws.detect.detector.Detector): the detector's constants, and
+    `settings_hash` the listening settings hash the board reports (DETECT)."""
     if baud is not None and not (300 <= int(baud) <= 2_000_000):
         raise KwsError(f"baud {baud}: expected 300 .. 2000000")
     if not 1 <= int(max_frames) <= 8:
@@ -181,6 +189,11 @@ def config_header(baud: int | None = None, max_frames: int = 1, schedule=None) -
     if schedule is not None:   # LISTEN: the stream schedule of kws.detect.windows
         out += ["", "/* listening to a stream: kws/detect/windows.py, firmware/kernel/kws_stream.h */"]
         out += [f"#define {k} {v}" for k, v in schedule.constants().items()]
+    if detector is not None:   # DETECT: the detector of kws.detect.detector, bit for bit
+        out += ["", "/* deciding on the board: kws/detect/detector.py, firmware/kernel/kws_detect.h */"]
+        out += [f"#define {k} {v}" for k, v in detector.constants().items()]
+        out.append("#define KWS_SETTINGS_HASH_BYTES { " + ", ".join(
+            f"0x{b:02x}" for b in hash_bytes(settings_hash or "", SETTINGS_HASH_BYTES)) + " }")
     out += ["", "#endif", ""]
     return "\n".join(out)
 
@@ -218,6 +231,14 @@ def listen_schedule(model):
     return schedule
 
 
+def listen_detector(model, schedule):
+    """The detector the firmware is built with: the model folder's stored settings
+    (detector.json, kws.detect.detector), and their hash."""
+    from kws.detect.detector import detector_for, settings_hash
+
+    return detector_for(model, schedule), settings_hash(model)
+
+
 def _load(model):
     from kws.quant.modelfile import ShippedModel, load_model
 
@@ -241,10 +262,12 @@ def export(model_folder, out_dir, sketch_name: str = DEFAULT_SKETCH, *,
     header = model_header(im, name=model.name, model_hash=model.hash, classes=model.classes,
                           features=model.features, pool_frames=model.pool_frames)
     sketch = Path(out_dir) / sketch_name
+    schedule = listen_schedule(model)
+    detector, shash = listen_detector(model, schedule)
     files = {
         f"{sketch_name}.ino": TEMPLATE.read_text(),
         "model_data.h": header,
-        "kws_config.h": config_header(baud, max_frames, listen_schedule(model)),
+        "kws_config.h": config_header(baud, max_frames, schedule, detector, shash),
     }
     for f in KERNEL_FILES:
         files[f] = (KERNEL_DIR / f).read_text()

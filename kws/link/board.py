@@ -449,7 +449,25 @@ class Board(AbstractContextManager):
         if x.shape != (ident.n_in,):
             raise KwsError(f"{self.url}: LISTEN takes one frame of {ident.n_in} values")
         payload = bytes([P.F_RESET if reset else 0]) + x.astype(np.int8).tobytes()
-        return P.parse_listen(self.request(P.T_LISTEN, payload).payload, ident.n_classes)
+        return P.parse_listen(self.request(P.T_LISTEN, payload).payload, ident.n_classes,
+                              decides=bool(ident.caps & P.CAP_DETECT))
+
+    @property
+    def decides(self) -> bool:
+        """The firmware runs the detector (LISTEN replies carry its decisions)."""
+        return bool(self._ident().caps & P.CAP_DETECT)
+
+    def detect(self, refractory: int | None = None, thresholds=None) -> P.DetectSettings:
+        """The board's detector settings (DETECT); with `refractory` (windows) and `thresholds`
+        (Q15 per class), replace them first (until the board boots again)."""
+        ident = self._ident()
+        if not ident.caps & P.CAP_DETECT:
+            raise KwsError(f"{self.url}: this firmware does not decide on the board "
+                           "(no DETECT command): export it again")
+        payload = b"" if refractory is None else P.detect_payload(refractory, thresholds)
+        reply = self.request(P.T_DETECT, payload,
+                             reply_len=P.DETECT_FIXED + 2 * ident.n_classes)
+        return P.parse_detect(reply.payload, ident.n_classes)
 
     def stats(self) -> P.Stats:
         return P.parse_stats(self.request(P.T_STATS, reply_len=28).payload)

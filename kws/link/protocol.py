@@ -21,10 +21,10 @@ from kws.errors import KwsError
 PROTOCOL_VERSION = 1
 
 # frame types
-T_IDENTIFY, T_RESET, T_INFER, T_STATS, T_LISTEN = 0x01, 0x02, 0x03, 0x04, 0x05
+T_IDENTIFY, T_RESET, T_INFER, T_STATS, T_LISTEN, T_DETECT = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 T_REPLY, T_ERROR = 0x80, 0xFF
 TYPE_NAMES = {T_IDENTIFY: "IDENTIFY", T_RESET: "RESET", T_INFER: "INFER", T_STATS: "STATS",
-              T_LISTEN: "LISTEN", T_ERROR: "ERROR"}
+              T_LISTEN: "LISTEN", T_DETECT: "DETECT", T_ERROR: "ERROR"}
 
 # ERROR codes
 E_CRC, E_COBS, E_SHORT, E_LENGTH, E_OVERFLOW, E_TYPE, E_ARG = range(1, 8)
@@ -33,11 +33,15 @@ ERROR_NAMES = {E_CRC: "CRC error", E_COBS: "bad COBS framing", E_SHORT: "frame t
                E_TYPE: "unknown command", E_ARG: "bad arguments"}
 LINK_ERRORS = frozenset({E_CRC, E_COBS, E_SHORT, E_LENGTH, E_OVERFLOW})  # resend these
 
-# INFER flags, IDENTIFY capabilities
+# INFER flags, DETECT flags, IDENTIFY capabilities
 F_RESET, F_HIDDEN = 0x01, 0x02
-CAP_TIMER, CAP_HIDDEN, CAP_STACK, CAP_LISTEN = 0x01, 0x02, 0x04, 0x08
+F_SET = 0x01
+CAP_TIMER, CAP_HIDDEN, CAP_STACK, CAP_LISTEN, CAP_DETECT = 0x01, 0x02, 0x04, 0x08, 0x10
+NO_CLASS = 0xFF          # a LISTEN decision's "no keyword"
 
 HEADER, OVERHEAD, MAX_PAYLOAD, HASH_BYTES = 3, 5, 255, 16
+SETTINGS_HASH_BYTES = 8  # the listening-settings-hash prefix DETECT reports
+LISTEN_FIXED, LISTEN_DECISION, DETECT_FIXED = 8, 12, 12
 # the longest COBS-encoded frame: OVERHEAD + MAX_PAYLOAD bytes, plus one code byte per 254
 MAX_ENCODED = OVERHEAD + MAX_PAYLOAD + (OVERHEAD + MAX_PAYLOAD) // 254 + 1
 
@@ -49,7 +53,8 @@ C_IDS = (
     ("frame types (byte 0). A reply's type is the request's | KWS_T_REPLY.", "x", [
         ("KWS_T_IDENTIFY", T_IDENTIFY, ""), ("KWS_T_RESET", T_RESET, ""),
         ("KWS_T_INFER", T_INFER, ""), ("KWS_T_STATS", T_STATS, ""),
-        ("KWS_T_LISTEN", T_LISTEN, ""), ("KWS_T_REPLY", T_REPLY, ""),
+        ("KWS_T_LISTEN", T_LISTEN, ""), ("KWS_T_DETECT", T_DETECT, ""),
+        ("KWS_T_REPLY", T_REPLY, ""),
         ("KWS_T_ERROR", T_ERROR, "")]),
     ("ERROR reply codes (payload byte 0)", "d", [
         ("KWS_E_CRC", E_CRC, "CRC-16 of the frame is wrong"),
@@ -63,16 +68,27 @@ C_IDS = (
     ("INFER request flags (payload byte 0)", "x", [
         ("KWS_F_RESET", F_RESET, "h = 0 before the first frame"),
         ("KWS_F_HIDDEN", F_HIDDEN, "append the hidden state after the last frame")]),
+    ("DETECT request flags (payload byte 0)", "x", [
+        ("KWS_F_SET", F_SET, "the refractory period and thresholds that follow replace the "
+                             "board's")]),
     ("IDENTIFY capability bits", "x", [
         ("KWS_CAP_TIMER", CAP_TIMER, "cycles are measured (kws_th_timer_*), not 0"),
         ("KWS_CAP_HIDDEN", CAP_HIDDEN, "KWS_F_HIDDEN fits into a reply"),
         ("KWS_CAP_STACK", CAP_STACK, "STATS reports a stack high-water mark"),
-        ("KWS_CAP_LISTEN", CAP_LISTEN, "LISTEN runs the stream schedule (kws_stream.h)")]),
+        ("KWS_CAP_LISTEN", CAP_LISTEN, "LISTEN runs the stream schedule (kws_stream.h)"),
+        ("KWS_CAP_DETECT", CAP_DETECT,
+         "the board decides (kws_detect.h): LISTEN replies carry decisions, DETECT works")]),
     ("sizes", "d", [
         ("KWS_PROTO_HEADER", HEADER, "type, seq, len"),
         ("KWS_PROTO_OVERHEAD", OVERHEAD, "header + CRC-16"),
         ("KWS_PROTO_MAX_PAYLOAD", MAX_PAYLOAD, ""),
-        ("KWS_PROTO_HASH_BYTES", HASH_BYTES, "the model-hash prefix IDENTIFY reports")]),
+        ("KWS_PROTO_HASH_BYTES", HASH_BYTES, "the model-hash prefix IDENTIFY reports"),
+        ("KWS_PROTO_SETTINGS_HASH_BYTES", SETTINGS_HASH_BYTES,
+         "the listening-settings-hash prefix DETECT reports"),
+        ("KWS_PROTO_LISTEN_FIXED", LISTEN_FIXED, "LISTEN reply before the pooled scores"),
+        ("KWS_PROTO_LISTEN_DECISION", LISTEN_DECISION,
+         "LISTEN reply: the detector's decision after the pooled scores"),
+        ("KWS_PROTO_DETECT_FIXED", DETECT_FIXED, "DETECT reply before the thresholds")]),
 )
 
 
@@ -313,21 +329,70 @@ def parse_infer(payload: bytes, n_classes: int, hidden: int) -> InferReply:
     return InferReply(t, flags, cycles, scores.reshape(k, n_classes), h)
 
 
+@dataclass(frozen=True)
+class BoardDecision:
+    """The board's detector on a window that ended (kws.detect.detector.Decision's fields)."""
+    best: int
+    best_sum: int
+    fired: int            # NO_CLASS: nothing fired
+    fired_sum: int
+    windows: int
+    led: int
+
+
 @dataclass
 class ListenReply:
     pos: int                      # the frame's place in the schedule's period
-    cycles: int                   # of every instance's step on this frame
+    cycles: int                   # of every instance's step on this frame (and the detector's)
     pooled: np.ndarray | None     # [classes] int64 when a window ended at this frame
+    decision: BoardDecision | None = None   # when a window ended, on a board that decides
 
 
-def parse_listen(payload: bytes, n_classes: int) -> ListenReply:
-    if len(payload) not in (8, 8 + 4 * n_classes) or payload[0] not in (0, 1) or \
-            len(payload) != 8 + 4 * n_classes * payload[0]:
+def parse_listen(payload: bytes, n_classes: int, decides: bool = False) -> ListenReply:
+    """`decides`: the board has the detector (CAP_DETECT): a window's reply ends with its
+    decision."""
+    ended = payload[0] if payload else None
+    want = LISTEN_FIXED + (4 * n_classes + (LISTEN_DECISION if decides else 0)) * (ended or 0)
+    if ended not in (0, 1) or len(payload) != want:
         raise ProtocolError(f"LISTEN reply of {len(payload)} bytes")
-    pooled = (np.frombuffer(payload, "<i4", n_classes, 8).astype(np.int64)
-              if payload[0] else None)
+    pooled = decision = None
+    if ended:
+        pooled = np.frombuffer(payload, "<i4", n_classes, LISTEN_FIXED).astype(np.int64)
+        if decides:
+            o = LISTEN_FIXED + 4 * n_classes
+            fired, best, windows, led, fired_sum, best_sum = struct.unpack_from(
+                "<BBBBII", payload, o)
+            decision = BoardDecision(best, best_sum, fired, fired_sum, windows, led)
     return ListenReply(int.from_bytes(payload[2:4], "little"),
-                       int.from_bytes(payload[4:8], "little"), pooled)
+                       int.from_bytes(payload[4:8], "little"), pooled, decision)
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """The board's detector settings (DETECT reply)."""
+    smooth: int                   # windows summed (compiled)
+    overridden: int               # 1: the host replaced the compiled thresholds / refractory
+    refractory: int               # windows
+    settings_hash: str            # hex, SETTINGS_HASH_BYTES bytes: the compiled settings'
+    thresholds: list[int]         # Q15 per class (0xFFFF: never)
+
+
+def detect_payload(refractory: int, thresholds) -> bytes:
+    """DETECT request that replaces the board's refractory period and thresholds."""
+    t = [int(x) for x in thresholds]
+    if not 0 <= int(refractory) <= 0xFFFE or any(not 0 <= x <= 0xFFFF for x in t):
+        raise ProtocolError("DETECT: refractory 0..65534, thresholds 0..65535")
+    return struct.pack(f"<BH{len(t)}H", F_SET, int(refractory), *t)
+
+
+def parse_detect(payload: bytes, n_classes: int) -> DetectSettings:
+    if len(payload) != DETECT_FIXED + 2 * n_classes:
+        raise ProtocolError(f"DETECT reply of {len(payload)} bytes, expected "
+                            f"{DETECT_FIXED + 2 * n_classes}")
+    smooth, over, refractory = struct.unpack_from("<BBH", payload)
+    h = payload[4:4 + SETTINGS_HASH_BYTES].hex()
+    thr = list(struct.unpack_from(f"<{n_classes}H", payload, DETECT_FIXED))
+    return DetectSettings(smooth, over, refractory, h, thr)
 
 
 def parse_stats(payload: bytes) -> Stats:

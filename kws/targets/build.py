@@ -98,8 +98,11 @@ def sim_firmware(model, *, baud: int = SIM_BAUD, out_dir=None, max_frames: int =
                  profile: str = "uno") -> Firmware:
     """The protocol firmware for `model`, built for a simulated board `profile` (its F_CPU;
     firmware/ports/avr/avr.mk) at `baud`."""
-    if out_dir is None:
-        out_dir = BUILD / "sim-fw" / f"{model.hash[:16]}-{profile}-{baud}-{max_frames}"
+    if out_dir is None:   # one folder per model and listening settings (they are compiled in)
+        from kws.detect.detector import settings_hash
+
+        out_dir = BUILD / "sim-fw" / (f"{model.hash[:16]}-{settings_hash(model)[:8]}-{profile}-"
+                                      f"{baud}-{max_frames}")
     return build(model, profile, out_dir, sim=True, baud=baud, max_frames=max_frames,
                  budget=None)
 

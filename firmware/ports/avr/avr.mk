@@ -20,7 +20,8 @@ FW_DIR   := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 ARDUINO  ?= /usr/share/arduino/hardware/arduino/avr
 CORE_DIR := $(ARDUINO)/cores/arduino
 
-# ---- boards: F_CPU, serial/upload baud, ARDUINO_<board> define, variant, flash limit --------
+# ---- boards: F_CPU, serial/upload baud, ARDUINO_<board> define, variant, flash limit, and the
+# pin the on-board detector drives on a detection (an Arduino pin number or name) --------------
 BOARD ?= uno
 BOARDS := uno nano nano-old pro-mini-16 pro-mini-8
 
@@ -29,26 +30,31 @@ uno_BAUD          := 115200
 uno_DEF           := AVR_UNO
 uno_VARIANT       := standard
 uno_FLASH         := 32256
+uno_DETECT_PIN    := LED_BUILTIN
 nano_F_CPU        := 16000000L
 nano_BAUD         := 115200
 nano_DEF          := AVR_NANO
 nano_VARIANT      := eightanaloginputs
 nano_FLASH        := 30720
+nano_DETECT_PIN   := LED_BUILTIN
 nano-old_F_CPU    := 16000000L
 nano-old_BAUD     := 57600
 nano-old_DEF      := AVR_NANO
 nano-old_VARIANT  := eightanaloginputs
 nano-old_FLASH    := 30720
+nano-old_DETECT_PIN := LED_BUILTIN
 pro-mini-16_F_CPU   := 16000000L
 pro-mini-16_BAUD    := 57600
 pro-mini-16_DEF     := AVR_PRO
 pro-mini-16_VARIANT := eightanaloginputs
 pro-mini-16_FLASH   := 30720
+pro-mini-16_DETECT_PIN := LED_BUILTIN
 pro-mini-8_F_CPU    := 8000000L
 pro-mini-8_BAUD     := 57600
 pro-mini-8_DEF      := AVR_PRO
 pro-mini-8_VARIANT  := eightanaloginputs
 pro-mini-8_FLASH    := 30720
+pro-mini-8_DETECT_PIN := LED_BUILTIN
 
 ifeq ($(filter $(BOARD),$(BOARDS)),)
 $(error unknown BOARD '$(BOARD)'; one of: $(BOARDS))
@@ -61,6 +67,8 @@ BAUD        := $($(BOARD)_BAUD)
 UPLOAD_BAUD := $(BAUD)
 VARIANT     := $($(BOARD)_VARIANT)
 FLASH_MAX   := $($(BOARD)_FLASH)
+# the profile's detection pin; `make ... DETECT_PIN=7` overrides it for one build
+DETECT_PIN  ?= $($(BOARD)_DETECT_PIN)
 RAM_MAX     := 2048
 # F_CPU without the L suffix, for tools (simulator --freq)
 F_CPU_HZ    := $(F_CPU:L=)
@@ -77,6 +85,7 @@ AVRDUDE ?= avrdude
 
 CPPFLAGS = -mmcu=$(MCU) -DF_CPU=$(F_CPU) -DARDUINO=10819 -DARDUINO_$($(BOARD)_DEF) \
            -DARDUINO_ARCH_AVR -DKWS_BAUD=$(BAUD) -DKWS_BOARD_$(subst -,_,$(BOARD)) \
+           -DKWS_DETECT_PIN=$(DETECT_PIN) \
            -I$(CORE_DIR) -I$(ARDUINO)/variants/$(VARIANT) $(EXTRA_CPPFLAGS)
 COMMON   = -Os -g -flto -ffunction-sections -fdata-sections -MMD -MP
 CFLAGS   = $(COMMON) -std=gnu11

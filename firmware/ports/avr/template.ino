@@ -4,7 +4,8 @@
 // and command dispatcher), and the generated model_data.h and kws_config.h.
 //
 // This file is only the board layer (the "th_" port of the MLPerf Tiny split): serial I/O,
-// the Timer1 cycle count around each kws_step(), the stack high-water mark, sleep while idle.
+// the Timer1 cycle count around each kws_step(), the stack high-water mark, sleep while idle,
+// and the detection pin the on-board detector (kws_detect.c) drives.
 // Serial: KWS_CONFIG_BAUD from kws_config.h if set (a simulated board may run faster),
 // else the board profile's KWS_BAUD (firmware/ports/avr/avr.mk), 8N1.
 //
@@ -91,6 +92,21 @@ extern "C" uint32_t kws_th_f_cpu(void) { return F_CPU; }
 extern "C" uint32_t kws_th_baud(void) { return KWS_SERIAL_BAUD; }
 extern "C" uint8_t kws_th_caps(void) { return KWS_CAP_TIMER | KWS_CAP_STACK; }
 
+// The detection pin: the board profile's (avr.mk DETECT_PIN, LED_BUILTIN unless the profile
+// says otherwise), high from a detection until the refractory period is over.
+#ifndef KWS_DETECT_PIN
+#define KWS_DETECT_PIN LED_BUILTIN
+#endif
+#ifdef KWS_PROTO_DETECT
+static uint8_t detect_pin_on;
+
+extern "C" void kws_th_detect_pin(uint8_t on) {
+  if (on == detect_pin_on) return;  // one port write per change
+  detect_pin_on = on;
+  digitalWrite(KWS_DETECT_PIN, on ? HIGH : LOW);
+}
+#endif
+
 // ---- serial ----------------------------------------------------------------------------------
 
 static void put_byte(uint8_t b, void *ctx) {
@@ -119,6 +135,10 @@ void setup() {
   kws_th_timer_start();  // calibration: the measurement with nothing in it
   timer_overhead = (uint16_t)kws_th_timer_stop();  // (its GPIOR0 stamps precede GPIOR1)
   kws_proto_init(&proto);
+#ifdef KWS_PROTO_DETECT
+  pinMode(KWS_DETECT_PIN, OUTPUT);
+  digitalWrite(KWS_DETECT_PIN, LOW);
+#endif
   Serial.begin(KWS_SERIAL_BAUD);
   GPIOR1 = 1;  // listening (the simulator stamps it)
 }

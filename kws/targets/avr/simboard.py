@@ -4,7 +4,8 @@
     with SimBoard(fw.elf, freq=fw.f_cpu) as board:
         port = serial.Serial(board.port, fw.baud, timeout=2)    # like a real board
         ...
-        board.stamps()    # cycle stamps of the firmware's writes to GPIOR0/1/2
+        board.stamps()    # cycle stamps of the firmware's writes to GPIOR0/1/2, of output
+                          # pin changes ("PB5": the Uno's LED) and of host bytes
 
 The bridge (`build/sim/kws-sim`, from firmware/ports/avr/sim/kws_sim.c) is cycle accurate: the
 difference between two GPIOR stamps is the exact number of AVR cycles between the two
@@ -53,7 +54,8 @@ _SIZE_RE = re.compile(r"size: flash (\d+) / (\d+) bytes .*ram (\d+) / (\d+) byte
 
 @dataclass(frozen=True)
 class Stamp:
-    """One simulator event: reg is "GPIOR0".."GPIOR2" (value = the byte written) or "HOST"
+    """One simulator event: reg is "GPIOR0".."GPIOR2" (value = the byte written), an output
+    pin "PB0".."PD7" (value = its new level, stamped when a port write changes it) or "HOST"
     (value = number of bytes that arrived from the host); cycle is the AVR cycle count."""
 
     reg: str

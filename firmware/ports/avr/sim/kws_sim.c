@@ -10,7 +10,9 @@
  * stdout: exactly one line, the pty path (e.g. /dev/pts/7), then stdout is closed; anything
  *         libsimavr prints goes to stderr (fd 1 is redirected there), never to the data path.
  * stderr: diagnostics, and a one-line summary at exit (cycles, wall time, speed).
- * --stamps FILE: one line "GPIOR<n> <value> <cycle>" per firmware write to GPIOR0/1/2, and
+ * --stamps FILE: one line "GPIOR<n> <value> <cycle>" per firmware write to GPIOR0/1/2,
+ *         "P<port><bit> <level> <cycle>" (e.g. "PB5 1 123456") each time a port write changes
+ *         the level of an output pin of port B, C or D (the detection pin: an LED), and
  *         "HOST <nbytes> <cycle>" each time bytes arrive from the host. Flushed before any
  *         UART byte reaches the pty, so once the host has read a reply, every stamp written
  *         before that reply is in the file.
@@ -72,6 +74,7 @@
 #include "sim_irq.h"
 #include "sim_time.h"
 #include "avr_uart.h"
+#include "avr_ioport.h"
 
 /* 1 byte at 115200 baud is ~1500 cycles at 16 MHz and simavr's UART input fifo holds 64
  * bytes, so servicing every 4096 cycles keeps the line full at any baud rate while the
@@ -244,6 +247,39 @@ static void gpior_hook(avr_t *avr, avr_io_addr_t addr, uint8_t v, void *param)
 		fprintf(b->stamps, "GPIOR%d %u %" PRIu64 "\n", n, v, (uint64_t)avr->cycle);
 	}
 	b->nstamps++;
+}
+
+/* ---- output pins ----------------------------------------------------------------------- */
+
+/* simavr's I/O port module raises a pin's IRQ from its PORTx/DDRx write handler with the
+ * pin's new output level (on every write, changed or not): stamp the changes. */
+static const char pin_ports[] = "BCD";
+static uint8_t pin_level[3][8];
+
+static void pin_hook(avr_irq_t *irq, uint32_t value, void *param)
+{
+	(void)irq;
+	bridge_t *b = &B;
+	uintptr_t id = (uintptr_t)param;   /* port index * 8 + bit */
+	uint8_t level = value ? 1 : 0;
+	if (pin_level[id / 8][id % 8] == level)
+		return;
+	pin_level[id / 8][id % 8] = level;
+	if (b->stamps)
+		fprintf(b->stamps, "P%c%u %u %" PRIu64 "\n", pin_ports[id / 8], (unsigned)(id % 8),
+		        level, (uint64_t)b->avr->cycle);
+	b->nstamps++;
+}
+
+static void watch_pins(avr_t *avr)
+{
+	for (uintptr_t port = 0; port < 3; port++)
+		for (uintptr_t bit = 0; bit < 8; bit++) {
+			avr_irq_t *irq = avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ(pin_ports[port]),
+			                               (int)(IOPORT_IRQ_PIN0 + bit));
+			if (irq)
+				avr_irq_register_notify(irq, pin_hook, (void *)(port * 8 + bit));
+		}
 }
 
 /* ---- time ----------------------------------------------------------------------------- */
@@ -581,6 +617,7 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < 3; i++)
 		avr_register_io_write(avr, gpior_addr[i], gpior_hook, &B);
+	watch_pins(avr);
 
 	if (open_pty(&B) < 0 || connect_uart(&B) < 0)
 		return 1;
