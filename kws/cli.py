@@ -167,18 +167,19 @@ def cmd_eval(args):
         out = (args.out or Path("reports") / model.name)
         stream = evaluate_stream(model, data, StreamSpec(seconds=args.hours * 3600,
                                                               seed=args.seed),
-                                 instances=args.instances, out_dir=out,
+                                 instances=args.instances, smooth=args.smooth, out_dir=out,
                                  negatives=args.negatives or ())
         print(format_stream_report(stream))
         from kws.detect.detector import DetectorSettings, save_settings
         save_settings(args.model, DetectorSettings(
             threshold=stream["operating_point"]["threshold"], instances=args.instances,
-            chosen_by="kws eval --stream (validation speakers' stream"
+            smooth_windows=args.smooth, chosen_by="kws eval --stream (validation speakers' stream"
                       + (" + keyword-free audio)" if args.negatives else ")")))
     if args.negatives:
         from kws.checks.streameval import format_negatives_report, negatives_curve
         # after --stream chose the threshold on the validation speakers: the testing ones
         report["negatives"] = negatives_curve(model, args.negatives, instances=args.instances,
+                                              smooth=args.smooth,
                                               side="testing" if args.stream else None)
         print(format_negatives_report(report["negatives"]))
     if args.json:
@@ -409,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instances", type=int, default=2,
                    help="staggered windows in flight (model steps per frame; default: "
                         "%(default)s)")
+    p.add_argument("--smooth", type=int, default=1,
+                   help="posteriors averaged over this many windows (default: %(default)s); "
+                        "with --stream, stored in detector.json with the threshold")
     p.add_argument("--out", type=Path, help="report folder (default reports/<model>)")
     p.set_defaults(func=cmd_eval)
 

@@ -100,7 +100,7 @@ def cases() -> list[tuple[str, Detector, np.ndarray]]:
     out.append(("scale1", d, synthetic(d, 3)))
     d = Detector(SHIPPED_CLASSES, 1e-9, smooth=1, threshold=0.25, refractory_s=0.25, **kw)
     out.append(("tinyscale", d, synthetic(d, 4)))
-    d = Detector(["_silence_", "_unknown_", "other"], shipped_scale, threshold=0.5, **kw)
+    d = Detector(["_silence_", "_unknown_", "_background_"], shipped_scale, threshold=0.5, **kw)
     out.append(("nokeyword", d, synthetic(d, 5)))
     return out
 
