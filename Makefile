@@ -8,7 +8,8 @@ PY         := $(VENV)/bin/python
 KWS        := $(VENV)/bin/kws
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PKGS   := gcc-avr avr-libc arduino-core-avr libsimavr-dev avrdude libportaudio2 \
-              espeak-ng clang libclang-rt-14-dev
+              espeak-ng clang libclang-rt-14-dev \
+              gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 CONFIG     ?= configs/default.yaml
 SYNTH_DIR  ?= data/synth
 SYNTH_CLIPS ?= 7000

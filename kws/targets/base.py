@@ -40,6 +40,9 @@ class Target(ABC):
     boot_wait: float          # seconds a real board needs after its port opens (a reset)
     cycle_counter: str        # what the firmware's cycle figures count (docs, reports)
     sim_profile: str | None = None   # the profile `--board sim` simulates (None: no simulator)
+    # the port's main file, written into the sketch folder as <name>.ino by kws.codegen.export
+    # (None: the port's build file brings its own main and the folder gets no .ino)
+    sketch_template: Path | None = None
 
     @abstractmethod
     def profile_info(self, profile: str) -> tuple[int, int]:

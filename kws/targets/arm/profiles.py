@@ -1,0 +1,51 @@
+"""The Cortex-M board profiles, as data: the one source arm.mk gets its values from (the
+target passes them on the make command line) and the CLI's --board / --profile choices.
+
+`machine` names the port's machine support in firmware/ports/arm/ (board_<machine>.c, its
+UART and counter, and ld/<machine>.ld); a profile without one has no firmware yet. `qemu`:
+the QEMU machine that simulates it (`qemu-system-arm -M ...`).
+
+Figures of the real boards are their data sheets' and the Arduino cores' (flash: what a
+sketch may use beside the bootloader; RAM: the chip's SRAM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ArmProfile:
+    name: str        # what a user types: --board / --profile
+    board: str       # the board, in words
+    chip: str
+    cpu: str         # -mcpu=
+    f_cpu: int       # Hz
+    flash: int       # bytes a firmware may use
+    ram: int         # bytes of SRAM
+    led: str         # the on-board LED
+    uart: str        # the serial port the firmware speaks on
+    machine: str | None = None   # firmware/ports/arm/board_<machine>.c
+    qemu: str | None = None      # qemu-system-arm -M <qemu>
+    baud: int = 115200
+
+
+PROFILES: dict[str, ArmProfile] = {p.name: p for p in (
+    ArmProfile("mps2-an386", "Arm MPS2 FPGA board, AN386 image (QEMU)", "Cortex-M4 FPGA image",
+               "cortex-m4", 25_000_000, 4 << 20, 4 << 20,
+               "FPGAIO LED0 (0x40028000)", "UART0, CMSDK APB UART at 0x40004000",
+               machine="mps2", qemu="mps2-an386"),
+    ArmProfile("mps2-an385", "Arm MPS2 FPGA board, AN385 image (QEMU)", "Cortex-M3 FPGA image",
+               "cortex-m3", 25_000_000, 4 << 20, 4 << 20,
+               "FPGAIO LED0 (0x40028000)", "UART0, CMSDK APB UART at 0x40004000",
+               machine="mps2", qemu="mps2-an385"),
+    ArmProfile("nano33ble", "Arduino Nano 33 BLE (Sense)", "nRF52840", "cortex-m4",
+               64_000_000, 983_040, 256 << 10, "D13 = P0.13",
+               "Serial1: UARTE0, TX D1 = P1.03, RX D0 = P1.10 (Serial is USB CDC)"),
+    ArmProfile("uno-r4", "Arduino Uno R4 Minima / WiFi", "Renesas RA4M1", "cortex-m4",
+               48_000_000, 245_760, 32 << 10, "D13 = P111",
+               "Serial1: TX D1 = P302, RX D0 = P301 (Serial is USB)"),
+    ArmProfile("pico", "Raspberry Pi Pico", "RP2040", "cortex-m0plus",
+               125_000_000, (2 << 20) - 256, 264 << 10, "GP25",
+               "UART0: TX GP0, RX GP1"),
+)}
