@@ -30,6 +30,7 @@ class Firmware:
     flash_max: int    # bytes available to the sketch on this board
     ram: int          # static RAM (.data + .bss + .noinit)
     ram_max: int
+    counter: str = "cycles"   # what the board's per-frame figures count ("instructions": QEMU)
 
 
 class Target(ABC):

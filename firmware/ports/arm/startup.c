@@ -12,7 +12,6 @@
 
 extern uint32_t _sidata[], _sdata[], _edata[], _sbss[], _ebss[], _sstack[], _estack[];
 
-int main(void);
 void Reset_Handler(void);
 void Fault_Handler(void);
 
@@ -32,6 +31,41 @@ __attribute__((noreturn)) void arm_stop(uint32_t reason)
     for (;;) __asm__ volatile("wfi");
 }
 
+#if defined(KWS_SEMIHOSTING_STDIO)
+/* A host program run on the simulated board (firmware/tests/test_kernel.c, tests/test_arm.py):
+ * newlib's rdimon gives it stdio and exit() through semihosting, and its argv is QEMU's
+ * -semihosting-config arg=... list (SYS_GET_CMDLINE), split at spaces. */
+#include <stdlib.h>
+extern void initialise_monitor_handles(void);
+int main(int argc, char **argv);
+
+static int main_with_cmdline(void)
+{
+    static char line[512];
+    static char *argv[16];
+    uint32_t block[2] = {(uint32_t)(uintptr_t)line, sizeof line - 1};
+    int argc = 0;
+    char *p = line;
+    initialise_monitor_handles();
+    {
+        register uint32_t r0 __asm__("r0") = 0x15; /* SYS_GET_CMDLINE */
+        register uint32_t r1 __asm__("r1") = (uint32_t)(uintptr_t)block;
+        __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+        if (r0 != 0) return 2;
+    }
+    line[block[1] < sizeof line ? block[1] : sizeof line - 1] = 0;
+    while (*p && argc < 15) {
+        while (*p == ' ') *p++ = 0;
+        if (*p) argv[argc++] = p;
+        while (*p && *p != ' ') p++;
+    }
+    argv[argc] = 0;
+    return main(argc, argv);
+}
+#else
+int main(void);
+#endif
+
 void Fault_Handler(void)
 {
     arm_stop(0x20024); /* ADP_Stopped_InternalError */
@@ -48,7 +82,11 @@ void Reset_Handler(void)
         __asm__ volatile("mov %0, sp" : "=r"(sp));
         for (p = _sstack; (uint32_t)(uintptr_t)p < sp - 64; p++) *p = ARM_STACK_CANARY;
     }
+#if defined(KWS_SEMIHOSTING_STDIO)
+    exit(main_with_cmdline());
+#else
     main();
+#endif
     arm_stop(0x20026); /* ADP_Stopped_ApplicationExit: main never returns */
 }
 

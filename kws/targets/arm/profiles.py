@@ -39,6 +39,13 @@ PROFILES: dict[str, ArmProfile] = {p.name: p for p in (
                "cortex-m3", 25_000_000, 4 << 20, 4 << 20,
                "FPGAIO LED0 (0x40028000)", "UART0, CMSDK APB UART at 0x40004000",
                machine="mps2", qemu="mps2-an385"),
+    # The Pico's core has no QEMU machine with a CMSDK UART: its ARMv6-M code (no divide, no
+    # Thumb-2) runs on the AN385 machine, which executes the same instructions; the counts
+    # are then those of a Cortex-M0+ running this firmware.
+    ArmProfile("mps2-m0plus", "Cortex-M0+ code on the MPS2 AN385 machine (QEMU)",
+               "Cortex-M3 FPGA image running ARMv6-M code", "cortex-m0plus", 25_000_000,
+               4 << 20, 4 << 20, "FPGAIO LED0 (0x40028000)",
+               "UART0, CMSDK APB UART at 0x40004000", machine="mps2", qemu="mps2-an385"),
     ArmProfile("nano33ble", "Arduino Nano 33 BLE (Sense)", "nRF52840", "cortex-m4",
                64_000_000, 983_040, 256 << 10, "D13 = P0.13",
                "Serial1: UARTE0, TX D1 = P1.03, RX D0 = P1.10 (Serial is USB CDC)"),

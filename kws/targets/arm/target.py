@@ -94,7 +94,8 @@ class ArmTarget(Target):
         return Firmware(elf=out / f"{sketch.name}.elf", hex=out / f"{sketch.name}.hex",
                         sim=Path(shutil.which(QEMU) or QEMU) if sim else None, board=p.name,
                         baud=p.baud, f_cpu=p.f_cpu, flash=int(m[1]), flash_max=int(m[2]),
-                        ram=int(m[3]), ram_max=int(m[4]))
+                        ram=int(m[3]), ram_max=int(m[4]),
+                        counter="instructions" if sim else "cycles")
 
     def explain_build_error(self, message: str) -> str | None:
         m = _OVERFLOW.search(message)
