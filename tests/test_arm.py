@@ -171,12 +171,14 @@ def test_first_request_after_start_is_answered_at_once(model, tmp_path):
 @needs_gcc
 @needs_qemu
 def test_instruction_counts_do_not_depend_on_the_time_base(model, tmp_path):
-    """-icount shift=S: 2^S ns per instruction; the timer runs at 25 MHz, so S = 6 gives 1.6
-    ticks per instruction and S = 10 gives 25.6: equal counts mean they are exact."""
+    """-icount shift=S: 2^S ns per instruction; the timer runs at 25 MHz, so S = 8 gives 6.4
+    ticks per instruction and S = 10 gives 25.6: equal counts mean they are exact. (QEMU's
+    timer reads can be one tick off; at S = 6, 1.6 ticks per instruction, that can move a
+    count by one, so the shipped S = 10 keeps a wide margin.)"""
     sketch = export(model, tmp_path / "src", template=None, baud=1_000_000, budget=None)
     x = np.random.default_rng(3).integers(-128, 128, (12, model.int_model.n_in))
     counts = {}
-    for shift in (6, 10):
+    for shift in (8, 10):
         out = tmp_path / f"shift{shift}"
         args = [a for a in make_args(profile("mps2-an386"), sim=True)
                 if not a.startswith("ICOUNT_SHIFT=")]
@@ -187,7 +189,7 @@ def test_instruction_counts_do_not_depend_on_the_time_base(model, tmp_path):
                 b.open(model)
                 b.reset()
                 counts[shift] = [int(b.infer(f).cycles[0]) for f in x]
-    assert counts[6] == counts[10] and min(counts[6]) > 1000
+    assert counts[8] == counts[10] and min(counts[8]) > 1000
 
 
 @needs_gcc
