@@ -227,3 +227,35 @@ def test_firmware_over_a_boards_flash_or_ram_is_refused(model, tmp_path, monkeyp
         build(model, "tiny-ram", tmp_path / "r", budget=None)
     with pytest.raises(KwsError, match=r"more than the tiny-model's whole flash"):
         build(model, "tiny-model", tmp_path / "m", budget=None)
+
+
+# --- UF2 --------------------------------------------------------------------------------------
+
+def test_uf2_writer_on_a_hand_made_case(tmp_path):
+    from kws.targets.arm.uf2 import RP2040_FAMILY, read_uf2, write_uf2
+
+    image = bytes(range(256)) + b"\xaa" * 44           # 300 bytes: two blocks
+    write_uf2(image, tmp_path / "fw.uf2", 0x10000000, RP2040_FAMILY)
+    data = (tmp_path / "fw.uf2").read_bytes()
+    assert len(data) == 2 * 512
+    # block 0's header, by hand: magics, flags (family id present), address, 256 bytes,
+    # block 0 of 2, the RP2040 family; then the payload, zeros, the end magic
+    assert data[:32] == bytes.fromhex("5546320a 57515d9e 00200000 00000010"
+                                      "00010000 00000000 02000000 56ff8be4")
+    assert data[32:288] == bytes(range(256)) and data[288:508] == bytes(220)
+    assert data[508:512] == bytes.fromhex("306fb10a")
+    assert data[512 + 12:512 + 16] == bytes.fromhex("00010010")          # 0x10000100
+    assert data[512 + 20:512 + 24] == bytes.fromhex("01000000")          # block 1
+    assert data[512 + 32:512 + 288] == b"\xaa" * 44 + bytes(212)         # padded to 256
+    blocks = read_uf2(data)
+    assert [(a, f) for a, _, f in blocks] == [(0x10000000, RP2040_FAMILY),
+                                               (0x10000100, RP2040_FAMILY)]
+    assert b"".join(p for _, p, _ in blocks)[:300] == image
+    bad = bytearray(data)
+    bad[512 + 508] ^= 1
+    with pytest.raises(KwsError, match="block 1: bad magic"):
+        read_uf2(bytes(bad))
+    with pytest.raises(KwsError, match="numbered 0 of 2, expected 1 of 2"):
+        read_uf2(data[:512] * 2)
+    with pytest.raises(KwsError, match="not aligned"):
+        write_uf2(image, tmp_path / "x.uf2", 0x10000010, RP2040_FAMILY)

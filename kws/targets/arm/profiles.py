@@ -28,6 +28,8 @@ class ArmProfile:
     machine: str | None = None   # firmware/ports/arm/board_<machine>.c
     qemu: str | None = None      # qemu-system-arm -M <qemu>
     baud: int = 115200
+    flash_base: int = 0          # where the image goes in the address space
+    uf2_family: int | None = None   # a .uf2 is written too (kws.targets.arm.uf2), this family
 
 
 PROFILES: dict[str, ArmProfile] = {p.name: p for p in (
@@ -54,5 +56,5 @@ PROFILES: dict[str, ArmProfile] = {p.name: p for p in (
                "Serial1: TX D1 = P302, RX D0 = P301 (Serial is USB)"),
     ArmProfile("pico", "Raspberry Pi Pico", "RP2040", "cortex-m0plus",
                125_000_000, (2 << 20) - 256, 264 << 10, "GP25",
-               "UART0: TX GP0, RX GP1"),
+               "UART0: TX GP0, RX GP1", flash_base=0x10000000, uf2_family=0xE48BFF56),
 )}

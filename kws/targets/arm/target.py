@@ -19,6 +19,7 @@ from kws.errors import KwsError
 from kws.paths import FIRMWARE, REPO
 from kws.targets.arm.profiles import PROFILES, ArmProfile
 from kws.targets.arm.qemuboard import ICOUNT_SHIFT, QEMU, QemuBoard
+from kws.targets.arm.uf2 import write_uf2
 from kws.targets.base import Firmware, Target
 from kws.targets.elf import model_symbol_sizes
 
@@ -91,6 +92,9 @@ class ArmTarget(Target):
         m = _SIZE_RE.search(text)
         if not m:
             raise KwsError(f"no size report from arm.mk for {sketch.name}: {text.strip()!r}")
+        if p.uf2_family is not None:     # a board that is flashed by a file copy (the Pico)
+            write_uf2((out / f"{sketch.name}.bin").read_bytes(), out / f"{sketch.name}.uf2",
+                      p.flash_base, p.uf2_family)
         return Firmware(elf=out / f"{sketch.name}.elf", hex=out / f"{sketch.name}.hex",
                         sim=Path(shutil.which(QEMU) or QEMU) if sim else None, board=p.name,
                         baud=p.baud, f_cpu=p.f_cpu, flash=int(m[1]), flash_max=int(m[2]),
