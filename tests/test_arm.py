@@ -199,15 +199,46 @@ def test_elf_model_symbols_are_the_python_byte_count(model, tmp_path):
     im = model.int_model
     assert sizes == {f"kws_{k}": v for k, v in im.storage().items() if v}
     assert sum(sizes.values()) == im.n_bytes()
-    assert not list(fw.elf.parent.parent.glob("src/*/*.ino"))   # the main is the port's
+    ino = fw.elf.parent.parent / "src" / "kws_sketch" / "kws_sketch.ino"   # for the IDE
+    assert ino.read_text() == (PORT / "arduino" / "template.ino").read_text()
     assert fw.hex.is_file() and fw.elf.with_suffix(".bin").is_file()
+
+
+@needs_gcc
+@needs_qemu
+def test_arduino_sketch_for_arm_boards_runs_on_the_simulated_board(model, tmp_path):
+    """The .ino the IDE gets for the Nano 33 BLE / Uno R4 / Pico (Arduino API only), built on
+    the MPS2 board's minimal Arduino API (arm.mk ARDUINO=1): bit-exact over the protocol."""
+    sketch = export(model, tmp_path / "src", baud=1_000_000, budget=None,
+                    template=ArmTarget.sketch_template)
+    out = tmp_path / "b"
+    run_make([f"SKETCH={sketch}", f"BUILD={out}", *make_args(profile("mps2-an386"), sim=True),
+              "ARDUINO=1", "all"], "the Arduino sketch")
+    x = golden.inputs(5, model.int_model.n_in, n_seq=2, n_frames=40)
+    got = np.zeros((*x.shape[:2], model.int_model.n_classes), np.int64)
+    with QemuBoard(out / "kws_sketch.elf", "mps2-an386") as qb:
+        with Board(qb.port, 1_000_000, timeout=5) as b:
+            b.open(model)
+            for c in range(x.shape[0]):
+                b.reset()
+                for t in range(x.shape[1]):
+                    r = b.infer(x[c, t])
+                    got[c, t] = r.scores[0]
+                    assert r.cycles[0] > 0     # micros(): QEMU has no DWT cycle counter
+            caps = b.identity.caps
+            assert b.stats().inferences == x.shape[0] * x.shape[1]
+        qb.check()
+    np.testing.assert_array_equal(got, model.int_model.run(x))
+    assert caps & 0x01 and not caps & 0x04      # a timer; no stack figure
 
 
 # --- errors -----------------------------------------------------------------------------------
 
 def test_real_arm_boards_say_what_is_missing(model, tmp_path):
-    with pytest.raises(KwsError, match="pico .*not supported yet.*board_<machine>.c"):
+    with pytest.raises(KwsError, match="pico .*not supported yet.*board_<machine>.c.*"
+                                       "Arduino IDE with Arduino Mbed OS RP2040"):
         build(model, "pico", tmp_path, budget=None)
+    assert (tmp_path / "src" / "kws_sketch" / "kws_sketch.ino").is_file()
     with pytest.raises(KwsError, match="flashing uno-r4 .*not supported yet"):
         target_for("uno-r4").flash(tmp_path / "x.hex", "uno-r4")
 

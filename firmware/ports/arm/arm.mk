@@ -8,6 +8,8 @@
 #
 # Sources: every *.c of the sketch folder (the kernel and the protocol, unchanged) and this
 # port's startup.c, main.c and board_$(MACHINE).c; linker script ld/$(MACHINE).ld.
+# ARDUINO=1 (MPS2 only): the sketch's <name>.ino (arduino/template.ino, the Arduino-API main
+# for the real boards) as C++ instead of main.c, on the minimal Arduino API of arduino_mps2/.
 # Outputs in $(BUILD): <name>.elf, .bin, .hex, and a size report like avr.mk's:
 #   "size: flash 1234 / 4194304 bytes (0.0%), ram 184 / 4194304 bytes (0.0%), stack 8192"
 # flash = .text + .ARM.exidx + .data, ram = .data + .bss (static; the stack is reserved apart).
@@ -21,6 +23,7 @@ $(foreach v,$(REQUIRED),$(if $($(v)),,$(error arm.mk: set $(v)= (kws/targets/arm
 STACK    ?= 8192
 OPT      ?= -O2
 CC       := arm-none-eabi-gcc
+CXX      := arm-none-eabi-g++
 OBJCOPY  := arm-none-eabi-objcopy
 SIZE     := arm-none-eabi-size
 
@@ -36,13 +39,26 @@ CPPFLAGS = -DF_CPU=$(F_CPU)UL -DKWS_BAUD=$(BAUD)UL -DKWS_MACHINE_$(shell echo $(
            -I$(SKETCH) -I$(PORT_DIR) $(EXTRA_CPPFLAGS)
 CFLAGS   = $(ARCH) $(OPT) -g -std=c99 -ffunction-sections -fdata-sections -Wall -Wextra \
            -MMD -MP
+CXXFLAGS = $(ARCH) $(OPT) -g -std=gnu++11 -fno-exceptions -fno-rtti -fno-threadsafe-statics \
+           -ffunction-sections -fdata-sections -Wall -Wextra -MMD -MP
 LDFLAGS  = $(ARCH) $(OPT) -nostartfiles --specs=nano.specs --specs=nosys.specs \
            -Wl,--gc-sections -L$(PORT_DIR)/ld -T$(MACHINE).ld -Wl,--defsym=_stack_size=$(STACK)
 
-SRCS := $(wildcard $(SKETCH)/*.c) $(PORT_DIR)/startup.c $(PORT_DIR)/main.c \
-        $(PORT_DIR)/board_$(MACHINE).c
-OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(notdir $(SRCS)))
+SRCS := $(wildcard $(SKETCH)/*.c) $(PORT_DIR)/startup.c $(PORT_DIR)/board_$(MACHINE).c
+ifeq ($(ARDUINO),1)
+CXX_SRCS := $(SKETCH)/$(NAME).ino $(PORT_DIR)/arduino_$(MACHINE)/Arduino.cpp
+# linked as C: no libstdc++ (Debian has no nano one), the sketch needs no new, RTTI, exceptions
+LINK     := $(CC)
+CPPFLAGS += -I$(PORT_DIR)/arduino_$(MACHINE)
+else
+SRCS     += $(PORT_DIR)/main.c
+LINK     := $(CC)
+endif
+OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(notdir $(SRCS))) \
+        $(patsubst %,$(BUILD)/obj/%.o,$(notdir $(CXX_SRCS)))
 vpath %.c $(SKETCH) $(PORT_DIR)
+vpath %.ino $(SKETCH)
+vpath %.cpp $(PORT_DIR)/arduino_$(MACHINE)
 
 ELF := $(BUILD)/$(NAME).elf
 BIN := $(BUILD)/$(NAME).bin
@@ -55,7 +71,7 @@ FLAGS_STAMP := $(BUILD)/flags.txt
 all: $(HEX) $(BIN) size
 
 COMMIT = && mv -f $@.tmp $@
-FLAGS_TEXT = $(CC) $(CPPFLAGS) | $(CFLAGS) | $(LDFLAGS)
+FLAGS_TEXT = $(CC) $(CPPFLAGS) | $(CFLAGS) | $(CXXFLAGS) | $(LDFLAGS) | $(ARDUINO)
 $(FLAGS_STAMP): FORCE
 	@mkdir -p $(@D)
 	@printf '%s\n' '$(subst ','\'',$(FLAGS_TEXT))' | cmp -s - $@ || \
@@ -65,8 +81,15 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MT $@ -MF $(@:.o=.d) -c $< -o $@.tmp $(COMMIT)
 
+$(BUILD)/obj/%.ino.o: %.ino $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -x c++ -include Arduino.h -MT $@ -MF $(@:.o=.d) -c $< -o $@.tmp $(COMMIT)
+$(BUILD)/obj/%.cpp.o: %.cpp $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -MT $@ -MF $(@:.o=.d) -c $< -o $@.tmp $(COMMIT)
+
 $(ELF): $(OBJS) $(PORT_DIR)/ld/$(MACHINE).ld $(PORT_DIR)/ld/sections.ld
-	$(CC) $(LDFLAGS) -o $@.tmp $(OBJS) -lgcc $(COMMIT)
+	$(LINK) $(LDFLAGS) -o $@.tmp $(OBJS) -lgcc $(COMMIT)
 
 $(HEX): $(ELF)
 	$(OBJCOPY) -O ihex $< $@.tmp $(COMMIT)

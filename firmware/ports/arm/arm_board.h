@@ -22,7 +22,9 @@
 #endif
 
 void arm_board_init(uint32_t baud);
-/* The next received byte; sleeps (WFI) until one arrives. */
+/* Sleep (WFI) until a received byte is waiting; the next received byte (waits first). */
+void arm_uart_wait(void);
+int arm_uart_available(void);
 uint8_t arm_uart_getc(void);
 void arm_uart_putc(uint8_t b);
 /* A free-running tick count, and the count (instructions or cycles) between two of them. */

@@ -50,15 +50,22 @@ void arm_board_init(uint32_t baud)
     TIMER_CTRL = 1u; /* enable, no interrupt, internal clock */
 }
 
-uint8_t arm_uart_getc(void)
+int arm_uart_available(void) { return (UART_STATE & UART_STATE_RXFULL) != 0; }
+
+void arm_uart_wait(void)
 {
-    for (;;) {
-        if (UART_STATE & UART_STATE_RXFULL) return (uint8_t)UART_DATA;
+    while (!(UART_STATE & UART_STATE_RXFULL)) {
         UART_INTSTATUS = UART_INT_RX; /* write 1 to clear */
         NVIC_ICPR0 = 1u << UART0_RX_IRQ;
-        if (UART_STATE & UART_STATE_RXFULL) continue; /* arrived while clearing */
+        if (UART_STATE & UART_STATE_RXFULL) break; /* arrived while clearing */
         __asm__ volatile("wfi" ::: "memory");
     }
+}
+
+uint8_t arm_uart_getc(void)
+{
+    arm_uart_wait();
+    return (uint8_t)UART_DATA;
 }
 
 void arm_uart_putc(uint8_t b)

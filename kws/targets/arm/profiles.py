@@ -30,6 +30,7 @@ class ArmProfile:
     baud: int = 115200
     flash_base: int = 0          # where the image goes in the address space
     uf2_family: int | None = None   # a .uf2 is written too (kws.targets.arm.uf2), this family
+    arduino_core: str | None = None  # the Arduino IDE's boards package for the sketch folder
 
 
 PROFILES: dict[str, ArmProfile] = {p.name: p for p in (
@@ -50,11 +51,14 @@ PROFILES: dict[str, ArmProfile] = {p.name: p for p in (
                "UART0, CMSDK APB UART at 0x40004000", machine="mps2", qemu="mps2-an385"),
     ArmProfile("nano33ble", "Arduino Nano 33 BLE (Sense)", "nRF52840", "cortex-m4",
                64_000_000, 983_040, 256 << 10, "D13 = P0.13",
-               "Serial1: UARTE0, TX D1 = P1.03, RX D0 = P1.10 (Serial is USB CDC)"),
+               "Serial1: UARTE0, TX D1 = P1.03, RX D0 = P1.10 (Serial is USB CDC)",
+               arduino_core="Arduino Mbed OS Nano Boards (arduino:mbed_nano)"),
     ArmProfile("uno-r4", "Arduino Uno R4 Minima / WiFi", "Renesas RA4M1", "cortex-m4",
                48_000_000, 245_760, 32 << 10, "D13 = P111",
-               "Serial1: TX D1 = P302, RX D0 = P301 (Serial is USB)"),
+               "Serial1: TX D1 = P302, RX D0 = P301 (Serial is USB)",
+               arduino_core="Arduino UNO R4 Boards (arduino:renesas_uno)"),
     ArmProfile("pico", "Raspberry Pi Pico", "RP2040", "cortex-m0plus",
                125_000_000, (2 << 20) - 256, 264 << 10, "GP25",
-               "UART0: TX GP0, RX GP1", flash_base=0x10000000, uf2_family=0xE48BFF56),
+               "UART0: TX GP0, RX GP1", flash_base=0x10000000, uf2_family=0xE48BFF56,
+               arduino_core="Arduino Mbed OS RP2040 Boards (arduino:mbed_rp2040)"),
 )}

@@ -36,15 +36,18 @@ def profile(name: str) -> ArmProfile:
                        f"{', '.join(PROFILES)}") from None
 
 
-def make_args(p: ArmProfile, *, sim: bool = False) -> list[str]:
+def make_args(p: ArmProfile, *, sim: bool = False, sketch=None) -> list[str]:
     """arm.mk's variables for a board profile (sim: the QEMU build, -icount and semihosting)."""
     if p.machine is None:
+        ide = (f"; the sketch folder {sketch} uses only the Arduino API: open it in the "
+               f"Arduino IDE with {p.arduino_core}, pick the {p.board} and upload"
+               if sketch is not None and p.arduino_core else "")
         raise KwsError(
-            f"building firmware for {p.name} ({p.board}, {p.chip}) is not supported yet: the "
-            "Cortex-M port has startup code and a UART driver for the MPS2 machines only "
-            "(firmware/ports/arm/board_mps2.c, simulated by QEMU: --board "
+            f"building firmware for {p.name} ({p.board}, {p.chip}) with kws is not supported "
+            "yet: the Cortex-M port has startup code and a UART driver for the MPS2 machines "
+            "only (firmware/ports/arm/board_mps2.c, simulated by QEMU: --board "
             f"{' / '.join(n for n, q in PROFILES.items() if q.machine)}); a real board needs "
-            "its own board_<machine>.c and ld/<machine>.ld")
+            f"its own board_<machine>.c and ld/<machine>.ld{ide}")
     args = [f"BOARD={p.name}", f"CPU={p.cpu}", f"MACHINE={p.machine}", f"F_CPU={p.f_cpu}",
             f"BAUD={p.baud}", f"FLASH_MAX={p.flash}", f"RAM_MAX={p.ram}"]
     return args + ([f"ICOUNT_SHIFT={ICOUNT_SHIFT}", "SEMIHOSTING=1"] if sim else [])
@@ -72,7 +75,9 @@ class ArmTarget(Target):
     cycle_counter = ("instructions per frame, exact, under QEMU -icount (QEMU is not cycle "
                      "accurate: cycles on a real core differ); on hardware: timer ticks")
     sim_profile = "mps2-an386"
-    sketch_template = None   # no .ino: the main loop is firmware/ports/arm/main.c
+    # the Arduino-API main for the real boards' IDE; arm.mk builds main.c instead (ARDUINO=1:
+    # the .ino on the MPS2 board's minimal Arduino API)
+    sketch_template = FIRMWARE / "ports" / "arm" / "arduino" / "template.ino"
 
     def profile_info(self, name: str) -> tuple[int, int]:
         p = profile(name)
@@ -88,7 +93,8 @@ class ArmTarget(Target):
             raise KwsError(f"{p.name} has no simulator (simulated: mps2-an386, mps2-an385)")
         jobs = os.cpu_count() or 1
         text = run_make([f"-j{jobs}", f"SKETCH={sketch}", f"BUILD={out}",
-                         *make_args(p, sim=sim), "all"], f"sketch {sketch.name} for {p.name}")
+                         *make_args(p, sim=sim, sketch=sketch), "all"],
+                        f"sketch {sketch.name} for {p.name}")
         m = _SIZE_RE.search(text)
         if not m:
             raise KwsError(f"no size report from arm.mk for {sketch.name}: {text.strip()!r}")
@@ -111,9 +117,11 @@ class ArmTarget(Target):
     def flash(self, hex_path, name: str, port: str | None = None) -> list[str]:
         p = profile(name) if name != "sim" else None
         what = f"{p.name} ({p.board})" if p else "a simulated Arm board"
+        ide = (f"; upload the sketch folder of `kws export` from the Arduino IDE "
+               f"({p.arduino_core})" if p and p.arduino_core else "")
         raise KwsError(f"flashing {what} is not supported yet: kws builds Cortex-M firmware "
                        "for the simulated MPS2 machines only; run it with "
-                       "`kws verify --board sim --profile mps2-an386`")
+                       f"`kws verify --board sim --profile mps2-an386`{ide}")
 
     def simulate(self, fw: Firmware):
         p = profile(fw.board)
