@@ -147,6 +147,7 @@ def bench_arm(model: Path, data: Path, max_clips: int = 50) -> dict:
     from kws.targets.arm.profiles import PROFILES
 
     shipped = load_model(model)
+    hop_ms = shipped.features.hop_length / shipped.features.sample_rate * 1000
     out = {}
     for prof, boards in ARM_SIMULATED.items():
         r = verify(model, data, board="sim", boards=1, max_clips=max_clips, profile=prof,
@@ -178,7 +179,7 @@ def bench_arm(model: Path, data: Path, max_clips: int = 50) -> dict:
                 (lo + hi) / 2 / f * 1000, "ms", cmd,
                 f"ESTIMATE: {prof} instructions x CPI {ARM_CPI[0]:g}-{ARM_CPI[1]:g} at "
                 f"{f / 1e6:g} MHz = {lo / f * 1000:.3f}-{hi / f * 1000:.3f} ms "
-                f"({shipped.n_bytes} B model; 10 ms per frame in real time)")
+                f"({shipped.n_bytes} B model; a frame every {hop_ms:g} ms in real time)")
     return out
 
 
