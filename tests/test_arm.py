@@ -239,6 +239,8 @@ def test_real_arm_boards_say_what_is_missing(model, tmp_path):
                                        "Arduino IDE with Arduino Mbed OS RP2040"):
         build(model, "pico", tmp_path, budget=None)
     assert (tmp_path / "src" / "kws_sketch" / "kws_sketch.ino").is_file()
+    with pytest.raises(KwsError, match="pico has no simulator .*mps2-m0plus runs cortex-m0plus"):
+        sim_firmware(model, out_dir=tmp_path / "sim", profile="pico")
     with pytest.raises(KwsError, match="flashing uno-r4 .*not supported yet"):
         target_for("uno-r4").flash(tmp_path / "x.hex", "uno-r4")
 

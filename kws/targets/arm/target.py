@@ -53,6 +53,13 @@ def make_args(p: ArmProfile, *, sim: bool = False, sketch=None) -> list[str]:
     return args + ([f"ICOUNT_SHIFT={ICOUNT_SHIFT}", "SEMIHOSTING=1"] if sim else [])
 
 
+def _no_simulator(p: ArmProfile) -> str:
+    same = [n for n, q in PROFILES.items() if q.qemu and q.cpu == p.cpu]
+    return (f"{p.name} has no simulator (simulated: "
+            f"{', '.join(n for n, q in PROFILES.items() if q.qemu)}"
+            + (f"; {same[0]} runs {p.cpu} code" if same else "") + ")")
+
+
 def run_make(args: list[str], what: str) -> str:
     cmd = ["make", "--no-print-directory", "-s", "-f", str(ARM_MK), *args]
     if shutil.which("arm-none-eabi-gcc") is None:
@@ -90,7 +97,7 @@ class ArmTarget(Target):
         p = profile(name)
         sketch, out = Path(sketch).resolve(), Path(out).resolve()
         if sim and p.qemu is None:
-            raise KwsError(f"{p.name} has no simulator (simulated: mps2-an386, mps2-an385)")
+            raise KwsError(_no_simulator(p))
         jobs = os.cpu_count() or 1
         text = run_make([f"-j{jobs}", f"SKETCH={sketch}", f"BUILD={out}",
                          *make_args(p, sim=sim, sketch=sketch), "all"],
@@ -126,5 +133,5 @@ class ArmTarget(Target):
     def simulate(self, fw: Firmware):
         p = profile(fw.board)
         if p.qemu is None:
-            raise KwsError(f"{p.name} has no simulator (simulated: mps2-an386, mps2-an385)")
+            raise KwsError(_no_simulator(p))
         return QemuBoard(fw.elf, p.qemu).start()
