@@ -27,7 +27,7 @@ golden = firmware_module("tests/golden.py")
 KERNEL = FIRMWARE / "kernel"
 PORT = FIRMWARE / "ports" / "arm"
 # -mcpu -> what readelf -A reports as Tag_CPU_arch
-CORES = {"cortex-m0plus": "v6S-M", "cortex-m3": "v7", "cortex-m4": "v7E-M"}
+CORES = {"cortex-m0": "v6S-M", "cortex-m0plus": "v6S-M", "cortex-m3": "v7", "cortex-m4": "v7E-M"}
 
 needs_gcc = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                reason="arm-none-eabi-gcc not installed (make setup)")
@@ -133,10 +133,10 @@ def model(tmp_path_factory):
 
 @needs_gcc
 @needs_qemu
-@pytest.mark.parametrize("prof", ["mps2-an386", "mps2-m0plus"])
+@pytest.mark.parametrize("prof", ["mps2-an386", "mps2-m0plus", "microbit"])
 def test_verify_on_simulated_cortex_m(prof, model, tmp_path):
     fw = sim_firmware(model, out_dir=tmp_path / "fw", profile=prof)
-    assert fw.counter == "instructions" and fw.f_cpu == 25_000_000
+    assert fw.counter == "instructions" and fw.f_cpu == profile(prof).f_cpu
     assert cpu_arch(fw.elf) == CORES[profile(prof).cpu]
     r = verify(model, SC_MINI, board="sim", boards=2, split="testing", fw=fw, profile=prof)
     text = format_summary(r)
@@ -190,6 +190,23 @@ def test_instruction_counts_do_not_depend_on_the_time_base(model, tmp_path):
                 b.reset()
                 counts[shift] = [int(b.infer(f).cycles[0]) for f in x]
     assert counts[8] == counts[10] and min(counts[8]) > 1000
+
+
+@needs_gcc
+@needs_qemu
+def test_two_machines_two_timers_one_count(model, tmp_path):
+    """ARMv6-M code counted on the MPS2 AN385 (CMSDK timer, 25 MHz) and on the micro:bit's
+    nRF51 (a Cortex-M0; TIMER0, 16 MHz): the same instructions per frame."""
+    x = np.random.default_rng(4).integers(-128, 128, (12, model.int_model.n_in))
+    counts = {}
+    for prof in ("mps2-m0plus", "microbit"):
+        fw = sim_firmware(model, out_dir=tmp_path / prof, profile=prof)
+        with target_for(prof).simulate(fw) as qb:
+            with Board(qb.port, fw.baud, timeout=5) as b:
+                b.open(model)
+                b.reset()
+                counts[prof] = [int(b.infer(f).cycles[0]) for f in x]
+    assert counts["mps2-m0plus"] == counts["microbit"]
 
 
 @needs_gcc

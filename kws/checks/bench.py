@@ -135,7 +135,7 @@ def bench_model(model: Path, data: Path, max_clips: int = 200) -> dict:
 ARM_CPI = (1.0, 1.5)
 # which simulated core stands for each real board (kws.targets.arm.profiles)
 ARM_SIMULATED = {"mps2-an386": ("nano33ble", "uno-r4"), "mps2-an385": (),
-                 "mps2-m0plus": ("pico",)}
+                 "mps2-m0plus": ("pico",), "microbit": ("microbit",)}
 
 
 def bench_arm(model: Path, data: Path, max_clips: int = 50) -> dict:

@@ -1,7 +1,8 @@
 /*
  * arm_board.h: what the Cortex-M port (main.c) needs from a machine: a UART and a counter.
- * One board_<machine>.c implements it (arm.mk: MACHINE); today board_mps2.c, the Arm MPS2
- * FPGA boards as QEMU models them (CMSDK APB UART0 and timer 0).
+ * One board_<machine>.c implements it (arm.mk: MACHINE): board_mps2.c, the Arm MPS2 FPGA
+ * boards as QEMU models them (CMSDK APB UART0 and timer 0), and board_nrf51.c, the BBC
+ * micro:bit v1's nRF51822 (UART0, TIMER0).
  *
  * Counter: arm_count_between(a, b) turns two arm_ticks() readings into what the firmware
  * reports per frame. Built for QEMU with -icount (KWS_ICOUNT_SHIFT defined: one instruction
@@ -15,7 +16,7 @@
 
 #define ARM_STACK_CANARY 0xC5C5C5C5u
 
-#if defined(KWS_MACHINE_MPS2)
+#if defined(KWS_MACHINE_MPS2) || defined(KWS_MACHINE_NRF51)
 #define ARM_N_IRQ 32
 #else
 #error "arm_board.h: no machine (arm.mk passes -DKWS_MACHINE_<name>)"

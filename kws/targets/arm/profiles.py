@@ -49,6 +49,12 @@ PROFILES: dict[str, ArmProfile] = {p.name: p for p in (
                "Cortex-M3 FPGA image running ARMv6-M code", "cortex-m0plus", 25_000_000,
                4 << 20, 4 << 20, "FPGAIO LED0 (0x40028000)",
                "UART0, CMSDK APB UART at 0x40004000", machine="mps2", qemu="mps2-an385"),
+    # A real Cortex-M0 core in QEMU, and a board the same firmware runs on (copy the .hex to
+    # its MICROBIT drive); 16 KB of RAM.
+    ArmProfile("microbit", "BBC micro:bit v1", "nRF51822", "cortex-m0", 16_000_000,
+               256 << 10, 16 << 10, "LED matrix (row 1 P0.13, column 1 P0.04)",
+               "UART0: TX P0.24, RX P0.25 (USB through the interface chip)",
+               machine="nrf51", qemu="microbit"),
     ArmProfile("nano33ble", "Arduino Nano 33 BLE (Sense)", "nRF52840", "cortex-m4",
                64_000_000, 983_040, 256 << 10, "D13 = P0.13",
                "Serial1: UARTE0, TX D1 = P1.03, RX D0 = P1.10 (Serial is USB CDC)",
