@@ -279,6 +279,20 @@ def test_firmware_over_a_boards_flash_or_ram_is_refused(model, tmp_path, monkeyp
         build(model, "tiny-model", tmp_path / "m", budget=None)
 
 
+def test_microbit_is_flashed_by_copying_the_hex_to_its_drive(tmp_path):
+    hex_path = tmp_path / "kws_sketch.hex"
+    hex_path.write_text(":00000001FF\n")
+    drive = tmp_path / "MICROBIT"
+    drive.mkdir()
+    cmd = target_for("microbit").flash(hex_path, "microbit", str(drive))
+    assert cmd == ["cp", str(hex_path), f"{drive}/"]
+    assert (drive / "kws_sketch.hex").read_text() == ":00000001FF\n"
+    with pytest.raises(KwsError, match="not a folder"):
+        target_for("microbit").flash(hex_path, "microbit", str(tmp_path / "nope"))
+    with pytest.raises(KwsError, match="no firmware"):
+        target_for("microbit").flash(tmp_path / "missing.hex", "microbit", str(drive))
+
+
 # --- UF2 --------------------------------------------------------------------------------------
 
 def test_uf2_writer_on_a_hand_made_case(tmp_path):

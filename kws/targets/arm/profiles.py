@@ -31,6 +31,7 @@ class ArmProfile:
     flash_base: int = 0          # where the image goes in the address space
     uf2_family: int | None = None   # a .uf2 is written too (kws.targets.arm.uf2), this family
     arduino_core: str | None = None  # the Arduino IDE's boards package for the sketch folder
+    drive: str | None = None     # flashed by copying the .hex onto this USB drive (DAPLink)
 
 
 PROFILES: dict[str, ArmProfile] = {p.name: p for p in (
@@ -54,7 +55,7 @@ PROFILES: dict[str, ArmProfile] = {p.name: p for p in (
     ArmProfile("microbit", "BBC micro:bit v1", "nRF51822", "cortex-m0", 16_000_000,
                256 << 10, 16 << 10, "LED matrix (row 1 P0.13, column 1 P0.04)",
                "UART0: TX P0.24, RX P0.25 (USB through the interface chip)",
-               machine="nrf51", qemu="microbit"),
+               machine="nrf51", qemu="microbit", drive="MICROBIT"),
     ArmProfile("nano33ble", "Arduino Nano 33 BLE (Sense)", "nRF52840", "cortex-m4",
                64_000_000, 983_040, 256 << 10, "D13 = P0.13",
                "Serial1: UARTE0, TX D1 = P1.03, RX D0 = P1.10 (Serial is USB CDC)",

@@ -122,7 +122,13 @@ class ArmTarget(Target):
         return model_symbol_sizes(elf, "arm-none-eabi-nm", "gcc-arm-none-eabi")
 
     def flash(self, hex_path, name: str, port: str | None = None) -> list[str]:
+        """A board with a USB drive (micro:bit): the .hex copied onto it (`port`: the drive's
+        folder, else the mounted one); the others: not supported yet."""
         p = profile(name) if name != "sim" else None
+        if p is not None and p.drive:
+            from kws.targets.arm.drive import copy_to_drive
+
+            return copy_to_drive(hex_path, p.drive, port)
         what = f"{p.name} ({p.board})" if p else "a simulated Arm board"
         ide = (f"; upload the sketch folder of `kws export` from the Arduino IDE "
                f"({p.arduino_core})" if p and p.arduino_core else "")
