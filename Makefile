@@ -8,7 +8,8 @@ PY         := $(VENV)/bin/python
 KWS        := $(VENV)/bin/kws
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PKGS   := gcc-avr avr-libc arduino-core-avr libsimavr-dev avrdude libportaudio2 \
-              espeak-ng clang libclang-rt-14-dev
+              espeak-ng clang libclang-rt-14-dev \
+              gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 CONFIG     ?= configs/default.yaml
 SYNTH_DIR  ?= data/synth
 SYNTH_CLIPS ?= 7000
@@ -44,8 +45,9 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 # Offline end to end: synthetic corpus -> features -> short training -> integer model ->
-# firmware -> every frame of 300 held-out clips on 2 simulated boards -> report (after verify,
-# so it holds the device's figures) -> the last screen (`kws summary`: what the run was).
+# firmware -> every frame of 300 held-out clips on 2 simulated boards, and of 100 on a simulated
+# Cortex-M4 (QEMU) -> report (after verify, so it holds the device's figures) -> the last
+# screen (`kws summary`: what the run was).
 demo: setup
 	$(KWS) data synth --out $(SYNTH_DIR) --clips $(SYNTH_CLIPS)
 	$(KWS) data stats --data $(SYNTH_DIR) --config configs/demo.yaml
@@ -55,6 +57,8 @@ demo: setup
 	$(KWS) build --model build/demo/model --out build/demo/fw
 	$(KWS) verify --model build/demo/model --data $(SYNTH_DIR) --board sim --boards 2 \
 	  --max-clips 300 --json build/demo/verify.json
+	$(KWS) verify --model build/demo/model --data $(SYNTH_DIR) --board sim --profile mps2-an386 \
+	  --max-clips 100 --json build/demo/verify-arm.json
 	$(KWS) eval --model build/demo/model --data $(SYNTH_DIR) --json build/demo/eval.json \
 	  --out build/demo/report
 	$(KWS) summary build/demo

@@ -460,13 +460,15 @@ def build_parser() -> argparse.ArgumentParser:
                            help="board profile (default: %(default)s)")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("flash", help="upload a built .hex with avrdude")
+    p = sub.add_parser("flash", help="upload a built .hex (avrdude; micro:bit: a copy onto its "
+                                     "drive)")
     p.add_argument("--hex", required=True, type=Path)
     p.add_argument("--board", default="uno",
                    choices=[*board_profiles(), "sim"],
                    help="board profile; sim: a simulated Uno with its bootloader "
                         "(default: %(default)s)")
-    p.add_argument("--port", help="default: the one Arduino found by USB VID/PID")
+    p.add_argument("--port", help="default: the one Arduino found by USB VID/PID (micro:bit: "
+                                  "its mounted MICROBIT drive)")
     p.set_defaults(func=cmd_flash)
 
     p = sub.add_parser("verify", help="stream held-out clips through a board, compare every "

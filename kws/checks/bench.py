@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -184,6 +185,60 @@ def bench_listen(model: Path, data: Path, n_clips: int = 24) -> dict:
     }
 
 
+# Cycles per instruction assumed for the cycle estimates of the Arm boards: integer code on
+# Cortex-M0+/M3/M4 runs most instructions in 1 cycle, loads and taken branches in 2 (or more).
+# QEMU counts instructions exactly but not cycles: these figures are estimates.
+ARM_CPI = (1.0, 1.5)
+# which simulated core stands for each real board (kws.targets.arm.profiles)
+ARM_SIMULATED = {"mps2-an386": ("nano33ble", "uno-r4"), "mps2-an385": (),
+                 "mps2-m0plus": ("pico",), "microbit": ("microbit",)}
+
+
+def bench_arm(model: Path, data: Path, max_clips: int = 50) -> dict:
+    """The model on the simulated Cortex-M boards (QEMU): instructions per frame (exact,
+    -icount), flash and static RAM of the `kws build` firmware, peak stack; and for each real
+    Arm board the time per frame its clock gives at ARM_CPI, labelled an estimate."""
+    from kws.checks.verify import verify
+    from kws.quant.modelfile import load_model
+    from kws.targets.arm.profiles import PROFILES
+
+    shipped = load_model(model)
+    hop_ms = shipped.features.hop_length / shipped.features.sample_rate * 1000
+    out = {}
+    for prof, boards in ARM_SIMULATED.items():
+        r = verify(model, data, board="sim", boards=1, max_clips=max_clips, profile=prof,
+                   cache_dir=Path("data/cache"))
+        if r["mismatched_frames"] or not r["complete"]:
+            raise KwsError(f"bench: verify on {prof} failed: "
+                           f"{r['error'] or r['first_mismatch']}")
+        cmd = (f"kws verify --model {model} --data {data} --board sim --profile {prof} "
+               f"--max-clips {max_clips}")
+        p = PROFILES[prof]
+        insns = r["cycles_per_frame"]["median"]
+        out[f"arm_{prof}_instructions_per_frame"] = _entry(
+            insns, "instructions", cmd, f"{p.cpu} code on QEMU {p.qemu} -icount: exact, "
+            f"median of {r['frames']} frames, 0 mismatches")
+        fw = r["firmware"]
+        out[f"arm_{prof}_flash"] = _entry(fw["flash"], "bytes", cmd,
+                                          f".text + .ARM.exidx + .data of the {prof} build")
+        out[f"arm_{prof}_ram_static"] = _entry(fw["ram"], "bytes", cmd,
+                                               f".data + .bss of the {prof} build")
+        out[f"arm_{prof}_stack_peak"] = _entry(r["stack_peak"], "bytes", cmd,
+                                               "painted-stack high-water mark after the run")
+        lo, hi = (insns * c for c in ARM_CPI)
+        out[f"arm_{prof}_cycles_estimate"] = _entry(
+            (lo + hi) / 2, "cycles", cmd, f"ESTIMATE: instructions x CPI {ARM_CPI[0]:g}-"
+            f"{ARM_CPI[1]:g} = {lo:,.0f}-{hi:,.0f} cycles (QEMU is not cycle accurate)")
+        for b in boards:
+            f = PROFILES[b].f_cpu
+            out[f"arm_{b}_ms_per_frame_estimate"] = _entry(
+                (lo + hi) / 2 / f * 1000, "ms", cmd,
+                f"ESTIMATE: {prof} instructions x CPI {ARM_CPI[0]:g}-{ARM_CPI[1]:g} at "
+                f"{f / 1e6:g} MHz = {lo / f * 1000:.3f}-{hi / f * 1000:.3f} ms "
+                f"({shipped.n_bytes} B model; a frame every {hop_ms:g} ms in real time)")
+    return out
+
+
 def bench_accuracy(model: Path, data: Path) -> dict:
     """Held-out accuracy (float, integer), the integer reference's speed, the streaming
     figures (1 h seeded stream over the model's training folders, followed by the testing
@@ -264,6 +319,8 @@ def run_benchmarks(out: Path, data: Path | None = None, n_clips: int = 1000) -> 
             continue
         entries = bench_model(model, Path(data))
         entries.update(bench_listen(model, Path(data)))
+        if prefix == "" and shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"):
+            entries.update(bench_arm(model, Path(data)))
         if Path(data) == DEV_DATA:
             entries.update(bench_accuracy(model, Path(data)))
         results["entries"].update({prefix + k: v for k, v in entries.items()})

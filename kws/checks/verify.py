@@ -261,6 +261,8 @@ def verify(model_dir, data_dir, board: str = "sim", boards: int = 1, split: str 
         "clips": len(done), "clips_planned": int(len(x)),
         "frames": n_frames, "frames_per_clip": int(x.shape[1]),
         "mismatched_frames": int(mismatched), "first_mismatch": first,
+        # what the board counts per frame: "cycles", or "instructions" (exact) on QEMU
+        "counter": getattr(firmware, "counter", "cycles"),
         "cycles_per_frame": ({"min": int(all_cycles.min()), "median": med,
                               "max": int(all_cycles.max())} if med is not None else None),
         "ms_per_frame": med / ident.f_cpu * 1000 if med is not None and ident.f_cpu else None,
@@ -327,7 +329,12 @@ def format_summary(r: dict) -> str:
         f"clips {r['clips']}/{r['clips_planned']}, frames {r['frames']}: "
         f"mismatched frames {r['mismatched_frames']}",
     ]
-    if c:
+    if c and r.get("counter", "cycles") == "instructions":
+        lines.append(f"instructions per frame (exact, QEMU -icount): min {c['min']}, median "
+                     f"{c['median']:.0f}, max {c['max']} (QEMU is not cycle accurate: at one "
+                     f"instruction per cycle, an estimate, {r['ms_per_frame']:.2f} ms at "
+                     f"{r['device']['f_cpu'] / 1e6:g} MHz)")
+    elif c:
         lines.append(f"cycles per frame: min {c['min']}, median {c['median']:.0f}, max {c['max']}"
                      f" ({r['ms_per_frame']:.2f} ms at {r['device']['f_cpu'] / 1e6:g} MHz)")
     if r["device_accuracy"] is not None:

@@ -247,12 +247,14 @@ def _load(model):
 
 def export(model_folder, out_dir, sketch_name: str = DEFAULT_SKETCH, *,
            budget: int | None = DEFAULT_BUDGET, baud: int | None = None,
-           max_frames: int = 1) -> Path:
+           max_frames: int = 1, template: Path | None = TEMPLATE) -> Path:
     """Write the sketch folder `out_dir/sketch_name/` for a model folder (or a loaded
     ShippedModel); return its path. Refuses a model over `budget` bytes (None: no limit).
     `baud`: serial speed overriding the board profile's (a simulated board can run at 1 or
     2 Mbaud); `max_frames`: int8 frames per INFER request. The firmware gets its frames over
-    the protocol (`kws verify`)."""
+    the protocol (`kws verify`). `template`: the port's main file, written as
+    `<sketch_name>.ino` (the target's sketch_template; None: no .ino, the port's build file
+    brings its main, as firmware/ports/arm/ does)."""
     model = _load(model_folder)
     if not _SKETCH_NAME.match(sketch_name):
         raise KwsError(f"bad sketch name {sketch_name!r}: letters, digits, _ . - "
@@ -265,7 +267,7 @@ def export(model_folder, out_dir, sketch_name: str = DEFAULT_SKETCH, *,
     schedule = listen_schedule(model)
     detector, shash = listen_detector(model, schedule)
     files = {
-        f"{sketch_name}.ino": TEMPLATE.read_text(),
+        **({f"{sketch_name}.ino": Path(template).read_text()} if template is not None else {}),
         "model_data.h": header,
         "kws_config.h": config_header(baud, max_frames, schedule, detector, shash),
     }
@@ -275,7 +277,7 @@ def export(model_folder, out_dir, sketch_name: str = DEFAULT_SKETCH, *,
         files[f] = (PROTO_DIR / f).read_text()
     sketch.mkdir(parents=True, exist_ok=True)
     for old in sketch.glob("*.ino"):          # a renamed sketch: one .ino per folder
-        if old.name != f"{sketch_name}.ino":
+        if old.name not in files:
             old.unlink()
     for fname, text in files.items():
         with atomic_open(sketch / fname, "w") as f:

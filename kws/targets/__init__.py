@@ -3,7 +3,7 @@
     target_for("uno")        -> the AVR target
     board_profiles()         -> every profile, the CLI's --board choices
 
-AVR (kws.targets.avr) is the first; a new family is one subpackage here and one line in
+AVR (kws.targets.avr) is the first, Arm Cortex-M (kws.targets.arm) the second; a new family is one subpackage here and one line in
 TARGETS (docs/ARCHITECTURE.md, "How to add a target").
 """
 
@@ -17,7 +17,8 @@ from kws.targets.base import Firmware, Target
 __all__ = ["Firmware", "Target", "TARGETS", "all_targets", "board_profiles", "target_for"]
 
 # name -> "module:class" (imported when first asked for)
-TARGETS = {"avr": "kws.targets.avr.target:AvrTarget"}
+TARGETS = {"avr": "kws.targets.avr.target:AvrTarget",
+           "arm": "kws.targets.arm.target:ArmTarget"}
 _loaded: dict[str, Target] = {}
 
 

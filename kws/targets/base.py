@@ -30,6 +30,7 @@ class Firmware:
     flash_max: int    # bytes available to the sketch on this board
     ram: int          # static RAM (.data + .bss + .noinit)
     ram_max: int
+    counter: str = "cycles"   # what the board's per-frame figures count ("instructions": QEMU)
 
 
 class Target(ABC):
@@ -40,6 +41,9 @@ class Target(ABC):
     boot_wait: float          # seconds a real board needs after its port opens (a reset)
     cycle_counter: str        # what the firmware's cycle figures count (docs, reports)
     sim_profile: str | None = None   # the profile `--board sim` simulates (None: no simulator)
+    # the port's main file, written into the sketch folder as <name>.ino by kws.codegen.export
+    # (None: the port's build file brings its own main and the folder gets no .ino)
+    sketch_template: Path | None = None
 
     @abstractmethod
     def profile_info(self, profile: str) -> tuple[int, int]:

@@ -41,7 +41,7 @@ def build(model_folder, board: str = "uno", out_dir=None, sketch_name: str = DEF
                        f"flash for sketches ({flash_max} bytes) by {n - flash_max} bytes")
     out_dir = Path(out_dir) if out_dir else BUILD / "fw"
     sketch = export(model, out_dir / "src", sketch_name, budget=budget,
-                    baud=baud, max_frames=max_frames)
+                    baud=baud, max_frames=max_frames, template=target.sketch_template)
     try:
         fw = target.compile(sketch, out_dir / f"{sketch_name}-{board}", board, sim=sim)
     except KwsError as e:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 
-from kws.errors import KwsError
+from kws.paths import FIRMWARE
 from kws.targets.base import Firmware, Target
+from kws.targets.elf import model_symbol_sizes as elf_symbol_sizes
 
 _OVERFLOW = re.compile(r"region `?text'? overflowed by (\d+) bytes")
 
@@ -20,23 +20,7 @@ _OVERFLOW = re.compile(r"region `?text'? overflowed by (\d+) bytes")
 def model_symbol_sizes(elf: str | os.PathLike) -> dict[str, int]:
     """Sizes of the model's data symbols (kws_W1, kws_W1_mask, ..., kws_params) in an ELF,
     from `avr-nm --size-sort -S` (the names IntModel.firmware_arrays uses, prefixed kws_)."""
-    from kws.quant.intmodel import BIASES, MATRICES
-
-    try:
-        r = subprocess.run(["avr-nm", "--size-sort", "-S", str(elf)], capture_output=True,
-                           text=True)
-    except FileNotFoundError as e:
-        raise KwsError("avr-nm is missing: install gcc-avr (make setup)") from e
-    if r.returncode != 0:
-        raise KwsError(f"avr-nm {elf}: {r.stderr.strip()}")
-    names = {f"kws_{m}" for m in MATRICES} | {f"kws_{m}_mask" for m in MATRICES} \
-        | {f"kws_{b}" for b in BIASES} | {"kws_params"}
-    sizes = {}
-    for line in r.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[3] in names and parts[2] in "rRdDtT":
-            sizes[parts[3]] = int(parts[1], 16)
-    return sizes
+    return elf_symbol_sizes(elf, "avr-nm", "gcc-avr")
 
 
 class AvrTarget(Target):
@@ -45,6 +29,7 @@ class AvrTarget(Target):
     boot_wait = 3.0   # a real Uno resets when the port opens; optiboot waits ~1 s
     cycle_counter = "Timer1 at F_CPU with its overflows (template.ino), exact in kws-sim"
     sim_profile = "uno"
+    sketch_template = FIRMWARE / "ports" / "avr" / "template.ino"
 
     def profile_info(self, profile: str) -> tuple[int, int]:
         from kws.targets.avr.simboard import board_info

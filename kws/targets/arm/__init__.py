@@ -1,0 +1,1 @@
+"""The Arm Cortex-M target: kws.targets.arm.target.ArmTarget (profiles, build, QEMU)."""

@@ -1,0 +1,143 @@
+"""The Arm Cortex-M target: arm-none-eabi-gcc through firmware/ports/arm/arm.mk, sizes from
+the ELF (arm-none-eabi-size, -nm), QEMU for the simulated boards (kws.targets.arm.qemuboard).
+
+Profiles: kws.targets.arm.profiles. The MPS2 machines (mps2-an386: Cortex-M4, mps2-an385:
+Cortex-M3) are built and simulated; the real boards (nano33ble, uno-r4, pico) are profiles
+only: their startup, UART driver and uploader are not written yet, and building or flashing
+for them says so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from kws.errors import KwsError
+from kws.paths import FIRMWARE, REPO
+from kws.targets.arm.profiles import PROFILES, ArmProfile
+from kws.targets.arm.qemuboard import ICOUNT_SHIFT, QEMU, QemuBoard
+from kws.targets.arm.uf2 import write_uf2
+from kws.targets.base import Firmware, Target
+from kws.targets.elf import model_symbol_sizes
+
+ARM_MK = FIRMWARE / "ports" / "arm" / "arm.mk"
+_SIZE_RE = re.compile(r"size: flash (\d+) / (\d+) bytes .*ram (\d+) / (\d+) bytes")
+_OVERFLOW = re.compile(r"flash over by (\d+) bytes")
+
+
+def profile(name: str) -> ArmProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise KwsError(f"unknown Arm board profile {name!r}; one of: "
+                       f"{', '.join(PROFILES)}") from None
+
+
+def make_args(p: ArmProfile, *, sim: bool = False, sketch=None) -> list[str]:
+    """arm.mk's variables for a board profile (sim: the QEMU build, -icount and semihosting)."""
+    if p.machine is None:
+        ide = (f"; the sketch folder {sketch} uses only the Arduino API: open it in the "
+               f"Arduino IDE with {p.arduino_core}, pick the {p.board} and upload"
+               if sketch is not None and p.arduino_core else "")
+        raise KwsError(
+            f"building firmware for {p.name} ({p.board}, {p.chip}) with kws is not supported "
+            "yet: the Cortex-M port has startup code and a UART driver for the MPS2 machines "
+            "only (firmware/ports/arm/board_mps2.c, simulated by QEMU: --board "
+            f"{' / '.join(n for n, q in PROFILES.items() if q.machine)}); a real board needs "
+            f"its own board_<machine>.c and ld/<machine>.ld{ide}")
+    args = [f"BOARD={p.name}", f"CPU={p.cpu}", f"MACHINE={p.machine}", f"F_CPU={p.f_cpu}",
+            f"BAUD={p.baud}", f"FLASH_MAX={p.flash}", f"RAM_MAX={p.ram}"]
+    return args + ([f"ICOUNT_SHIFT={ICOUNT_SHIFT}", "SEMIHOSTING=1"] if sim else [])
+
+
+def _no_simulator(p: ArmProfile) -> str:
+    same = [n for n, q in PROFILES.items() if q.qemu and q.cpu == p.cpu]
+    return (f"{p.name} has no simulator (simulated: "
+            f"{', '.join(n for n, q in PROFILES.items() if q.qemu)}"
+            + (f"; {same[0]} runs {p.cpu} code" if same else "") + ")")
+
+
+def run_make(args: list[str], what: str) -> str:
+    cmd = ["make", "--no-print-directory", "-s", "-f", str(ARM_MK), *args]
+    if shutil.which("arm-none-eabi-gcc") is None:
+        raise KwsError(f"cannot build {what}: arm-none-eabi-gcc is missing: install "
+                       "gcc-arm-none-eabi and libnewlib-arm-none-eabi (make setup)")
+    try:
+        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    except FileNotFoundError as e:
+        raise KwsError(f"cannot build {what}: `make` is not installed") from e
+    if r.returncode != 0:
+        tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
+        raise KwsError(f"building {what} failed ({' '.join(cmd)}):\n{tail}")
+    return r.stdout
+
+
+class ArmTarget(Target):
+    name = "arm"
+    profiles = tuple(PROFILES)
+    boot_wait = 2.0
+    cycle_counter = ("instructions per frame, exact, under QEMU -icount (QEMU is not cycle "
+                     "accurate: cycles on a real core differ); on hardware: timer ticks")
+    sim_profile = "mps2-an386"
+    # the Arduino-API main for the real boards' IDE; arm.mk builds main.c instead (ARDUINO=1:
+    # the .ino on the MPS2 board's minimal Arduino API)
+    sketch_template = FIRMWARE / "ports" / "arm" / "arduino" / "template.ino"
+
+    def profile_info(self, name: str) -> tuple[int, int]:
+        p = profile(name)
+        return p.baud, p.f_cpu
+
+    def flash_max(self, name: str) -> int:
+        return profile(name).flash
+
+    def compile(self, sketch, out, name: str, *, sim: bool = False) -> Firmware:
+        p = profile(name)
+        sketch, out = Path(sketch).resolve(), Path(out).resolve()
+        if sim and p.qemu is None:
+            raise KwsError(_no_simulator(p))
+        jobs = os.cpu_count() or 1
+        text = run_make([f"-j{jobs}", f"SKETCH={sketch}", f"BUILD={out}",
+                         *make_args(p, sim=sim, sketch=sketch), "all"],
+                        f"sketch {sketch.name} for {p.name}")
+        m = _SIZE_RE.search(text)
+        if not m:
+            raise KwsError(f"no size report from arm.mk for {sketch.name}: {text.strip()!r}")
+        if p.uf2_family is not None:     # a board that is flashed by a file copy (the Pico)
+            write_uf2((out / f"{sketch.name}.bin").read_bytes(), out / f"{sketch.name}.uf2",
+                      p.flash_base, p.uf2_family)
+        return Firmware(elf=out / f"{sketch.name}.elf", hex=out / f"{sketch.name}.hex",
+                        sim=Path(shutil.which(QEMU) or QEMU) if sim else None, board=p.name,
+                        baud=p.baud, f_cpu=p.f_cpu, flash=int(m[1]), flash_max=int(m[2]),
+                        ram=int(m[3]), ram_max=int(m[4]),
+                        counter="instructions" if sim else "cycles")
+
+    def explain_build_error(self, message: str) -> str | None:
+        m = _OVERFLOW.search(message)
+        return m[1] if m else None
+
+    def symbol_sizes(self, elf) -> dict[str, int]:
+        return model_symbol_sizes(elf, "arm-none-eabi-nm", "gcc-arm-none-eabi")
+
+    def flash(self, hex_path, name: str, port: str | None = None) -> list[str]:
+        """A board with a USB drive (micro:bit): the .hex copied onto it (`port`: the drive's
+        folder, else the mounted one); the others: not supported yet."""
+        p = profile(name) if name != "sim" else None
+        if p is not None and p.drive:
+            from kws.targets.arm.drive import copy_to_drive
+
+            return copy_to_drive(hex_path, p.drive, port)
+        what = f"{p.name} ({p.board})" if p else "a simulated Arm board"
+        ide = (f"; upload the sketch folder of `kws export` from the Arduino IDE "
+               f"({p.arduino_core})" if p and p.arduino_core else "")
+        raise KwsError(f"flashing {what} is not supported yet: kws builds Cortex-M firmware "
+                       "for the simulated MPS2 machines only; run it with "
+                       f"`kws verify --board sim --profile mps2-an386`{ide}")
+
+    def simulate(self, fw: Firmware):
+        p = profile(fw.board)
+        if p.qemu is None:
+            raise KwsError(_no_simulator(p))
+        return QemuBoard(fw.elf, p.qemu).start()
