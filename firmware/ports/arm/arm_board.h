@@ -33,6 +33,8 @@ uint32_t arm_ticks(void);
 uint32_t arm_count_between(uint32_t a, uint32_t b);
 /* The CPU clock in Hz (what IDENTIFY reports). */
 uint32_t arm_f_cpu(void);
+/* The detection output: on (1) or off (0). */
+void arm_board_led(uint8_t on);
 
 __attribute__((noreturn)) void arm_stop(uint32_t reason);
 

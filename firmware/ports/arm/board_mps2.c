@@ -89,3 +89,8 @@ uint32_t arm_count_between(uint32_t a, uint32_t b)
 }
 
 uint32_t arm_f_cpu(void) { return MPS2_SYSCLK; }
+
+/* The FPGA I/O block's LED register (user LED 0), which QEMU's MPS2 machines model. */
+#define MPS2_FPGAIO_LED (*(volatile uint32_t *)0x40028000u)
+
+void arm_board_led(uint8_t on) { MPS2_FPGAIO_LED = on ? 1u : 0u; }

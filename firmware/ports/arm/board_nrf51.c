@@ -118,3 +118,7 @@ uint32_t arm_count_between(uint32_t a, uint32_t b)
 }
 
 uint32_t arm_f_cpu(void) { return NRF51_HZ; }
+
+/* The micro:bit's LEDs are a row/column matrix: not driven yet (the decision is still
+ * reported over the link). */
+void arm_board_led(uint8_t on) { (void)on; }

@@ -52,6 +52,7 @@ uint16_t kws_th_stack_peak(void)
 uint32_t kws_th_f_cpu(void) { return arm_f_cpu(); }
 uint32_t kws_th_baud(void) { return KWS_SERIAL_BAUD; }
 uint8_t kws_th_caps(void) { return KWS_CAP_TIMER | KWS_CAP_STACK; }
+void kws_th_detect_pin(uint8_t on) { arm_board_led(on); }
 
 /* ---- the loop ------------------------------------------------------------------------------ */
 

@@ -54,6 +54,8 @@ extern "C" uint16_t kws_th_stack_peak(void) { return 0; }
 extern "C" uint32_t kws_th_f_cpu(void) { return KWS_CPU_HZ; }
 extern "C" uint32_t kws_th_baud(void) { return KWS_SERIAL_BAUD; }
 extern "C" uint8_t kws_th_caps(void) { return KWS_CAP_TIMER; }
+// The detection pin (LED_BUILTIN): on while a detection's refractory period runs.
+extern "C" void kws_th_detect_pin(uint8_t on) { digitalWrite(LED_BUILTIN, on ? HIGH : LOW); }
 
 // ---- serial: a reply is collected and written at once (USB CDC sends packets) ------------------
 
@@ -89,7 +91,7 @@ void setup() {
   kws_th_timer_start();  // calibration: the measurement with nothing in it
   timer_overhead = kws_th_timer_stop();
   kws_proto_init(&proto);
-  digitalWrite(LED_BUILTIN, HIGH);  // listening
+  digitalWrite(LED_BUILTIN, LOW);  // the detection pin: off until a keyword is heard
 }
 
 void loop() {
