@@ -199,7 +199,8 @@ def cmd_mine(args):
 
     model = load_model(args.model)
     out = args.out or Path("data/mined") / model.name
-    doc = mine(model, args.negatives, out, windows=args.windows, min_score=args.min_score)
+    doc = mine(model, args.negatives, out, windows=args.windows, min_score=args.min_score,
+               instances=args.instances)
     print(format_mined(doc))
     print(f"wrote {out} (train on it with train.hard_negative_dirs: [{out}])")
 
@@ -426,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most this many windows (default: %(default)s)")
     p.add_argument("--min-score", type=float, default=0.1,
                    help="keyword posterior a window needs (default: %(default)s)")
+    p.add_argument("--instances", type=int, default=7,
+                   help="windows in flight while listening: more finds more positions "
+                        "(default: %(default)s, one window every 140 ms at a 20 ms hop)")
     p.set_defaults(func=cmd_mine)
 
     p = sub.add_parser("sweep", help="train several configs; table and accuracy-vs-bytes plot")

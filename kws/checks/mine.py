@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 MANIFEST = "mined.json"
+VERSION = 2          # of the mining rule: a folder mined by another version is mined again
 
 
 def mine(model, folders, out: Path, windows: int = 1000, min_score: float = 0.1,
@@ -31,6 +32,7 @@ def mine(model, folders, out: Path, windows: int = 1000, min_score: float = 0.1,
     from kws.atomic import atomic_open
     from kws.checks.streameval import negative_audio, stream_scores
     from kws.detect.detector import Detector, load_settings, posteriors
+    from kws.detect.posterior import ONE
     from kws.detect.windows import Schedule
     from kws.frontend.cache import to_pcm
     from kws.data.tasks import keyword_indices
@@ -39,7 +41,7 @@ def mine(model, folders, out: Path, windows: int = 1000, min_score: float = 0.1,
     sr, n = model.features.sample_rate, model.features.clip_samples
     instances = instances or load_settings(model).instances
     audio, files, bounds = negative_audio(folders, sr, "training")
-    key = {"model": model.name, "model_hash": model.hash, "side": "training",
+    key = {"version": VERSION, "model": model.name, "model_hash": model.hash, "side": "training",
            "files": [str(f) for f in files], "windows": windows, "min_score": min_score,
            "instances": instances}
     done = _read_manifest(out)
@@ -52,7 +54,7 @@ def mine(model, folders, out: Path, windows: int = 1000, min_score: float = 0.1,
     pooled, times = stream_scores(model, audio, schedule)
     post = posteriors(pooled, det_args["scale"])
     words = keyword_indices(model.classes)
-    score = post[:, words].max(1)
+    score = post[:, words].max(1) / ONE        # Q15 posteriors (the board's) as fractions
     best = np.array(words)[post[:, words].argmax(1)]
     starts = np.clip(np.round(times * sr).astype(np.int64) - n, 0, None)
     chosen: list[int] = []
