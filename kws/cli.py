@@ -389,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="accuracy of a shipped model (float and integer)")
     p.add_argument("--model", required=True, type=Path, help="a models/<name> folder")
-    p.add_argument("--data", type=Path, help=DATA_HELP)
+    p.add_argument("--data", action="append", type=Path,
+                   help=DATA_HELP + "; give it twice for two folders that form one data set "
+                        "(clips and stream from both; --board checks the first)")
     p.add_argument("--split", default="testing",
                    help="testing, validation, training or all (default: %(default)s)")
     p.add_argument("--json", type=Path, help="also write the report as JSON")
