@@ -249,6 +249,7 @@ def bench_accuracy(model: Path, data: Path) -> dict:
     from kws.quant.modelfile import load_model
     from kws.checks.streameval import evaluate_stream
     from kws.data.streamgen import StreamSpec
+    from kws.detect.detector import load_settings
 
     shipped = load_model(model)
     cmd = f"kws eval --model {model} --data {data}"
@@ -267,9 +268,12 @@ def bench_accuracy(model: Path, data: Path) -> dict:
         else [data]
     negatives = [n for n in NEGATIVES if n.is_dir()] if all(n.is_dir() for n in NEGATIVES) \
         else []
-    s = evaluate_stream(shipped, folders, StreamSpec(), negatives=negatives)
+    listen = load_settings(shipped)          # the model's windows in flight and smoothing
+    s = evaluate_stream(shipped, folders, StreamSpec(), instances=listen.instances,
+                        smooth=listen.smooth_windows, negatives=negatives)
     scmd = (f"kws eval --model {model} " + " ".join(f"--data {d}" for d in folders)
-            + " --stream" + "".join(f" --negatives {n}" for n in negatives))
+            + f" --stream --instances {listen.instances} --smooth {listen.smooth_windows}"
+            + "".join(f" --negatives {n}" for n in negatives))
     p = s["operating_point"]
     neg = s["stream"].get("negatives")
     what = (f"{s['hours']:.2f} h held-out stream, {s['at_operating_point']['events']} keywords"
