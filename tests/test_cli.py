@@ -83,3 +83,24 @@ def test_speaker_interval_on_a_hand_made_case():
     assert by_speaker == speaker_interval(correct, [f"s{i // 20}" for i in range(80)])
     assert by_speaker[1] - by_speaker[0] > by_clip[1] - by_clip[0]
     assert by_clip[0] < 0.5 < by_clip[1]
+
+
+@pytest.mark.parametrize("command", ["eval", "stats", "train"])
+def test_data_and_task_options_keep_every_value(command):
+    """--data twice is two folders (eval once kept only the last); --task/--keywords reach
+    the config of train and of the data commands (eval takes the model's task)."""
+    from pathlib import Path
+
+    from kws.cli import _overridden
+    from kws.config import Config
+
+    words = ["data", "stats"] if command == "stats" else [command]
+    extra = ["--model", "m"] if command == "eval" else []
+    data = [] if command == "train" else ["--data", "a", "--data", "b"]
+    task = [] if command == "eval" else ["--task", "wake", "--keywords", "stop, go"]
+    args = build_parser().parse_args(words + extra + data + task)
+    if data:
+        assert args.data == [Path("a"), Path("b")]
+    if task:
+        cfg = _overridden(Config(), args)
+        assert cfg.data.task == "wake" and cfg.data.keywords == ("stop", "go")
