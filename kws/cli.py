@@ -50,6 +50,17 @@ def _data_folder(args) -> Path:
     return _data_folders(args)[0]
 
 
+def _int_list(text: str) -> list[int]:
+    """`2` or `2,3`: one or more positive integers."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers, e.g. 2 or 2,3")
+    return values
+
+
 def _add_task_options(p):
     p.add_argument("--task", choices=TASK_NAMES, help="override data.task")
     p.add_argument("--keywords", metavar="WORD,...",
@@ -169,12 +180,16 @@ def cmd_eval(args):
                                                               seed=args.seed),
                                  instances=args.instances, smooth=args.smooth, out_dir=out,
                                  negatives=args.negatives or ())
+        args.instances = stream["schedule"]["instances"]        # the pair chosen on
+        args.smooth = stream["detector"]["smooth_windows"]       # the validation speakers
         print(format_stream_report(stream))
         from kws.detect.detector import DetectorSettings, save_settings
         save_settings(args.model, DetectorSettings(
             threshold=stream["operating_point"]["threshold"], instances=args.instances,
             smooth_windows=args.smooth, chosen_by="kws eval --stream (validation speakers' stream"
                       + (" + keyword-free audio)" if args.negatives else ")")))
+    if not args.stream:                 # without a stream to choose on: the first of each
+        args.instances, args.smooth = args.instances[0], args.smooth[0]
     if args.negatives:
         from kws.checks.streameval import format_negatives_report, negatives_curve
         # after --stream chose the threshold on the validation speakers: the testing ones
@@ -410,12 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "the streams go on into its validation / testing speakers (25 %% "
                         "each), so the threshold is chosen counting running speech too")
     p.add_argument("--seed", type=int, default=0, help="stream seed (default: %(default)s)")
-    p.add_argument("--instances", type=int, default=2,
-                   help="staggered windows in flight (model steps per frame; default: "
-                        "%(default)s)")
-    p.add_argument("--smooth", type=int, default=1,
-                   help="posteriors averaged over this many windows (default: %(default)s); "
-                        "with --stream, stored in detector.json with the threshold")
+    p.add_argument("--instances", type=_int_list, default=[2], metavar="N[,N...]",
+                   help="staggered windows in flight (model steps per frame; default: 2). "
+                        "With --stream, several (2,3) are each tried on the validation "
+                        "speakers and the best is stored: give counts that fit the board")
+    p.add_argument("--smooth", type=_int_list, default=[1], metavar="N[,N...]",
+                   help="posteriors averaged over this many windows (default: 1); with "
+                        "--stream, several are tried like --instances, the best stored")
     p.add_argument("--out", type=Path, help="report folder (default reports/<model>)")
     p.set_defaults(func=cmd_eval)
 

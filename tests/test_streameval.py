@@ -155,3 +155,16 @@ def test_false_accepts_on_negative_audio(tmp_path):
         negative_files([tmp_path / "empty"])
     with pytest.raises(KwsError, match="no folder at"):
         negative_files([tmp_path / "missing"])
+
+
+def test_listening_settings_are_ranked_misses_first_within_the_goal_then_cost():
+    from kws.checks.streameval import FA_TARGET, _rank
+
+    pts = [dict(instances=3, smooth=2, miss_rate=0.2, fa_per_hour=FA_TARGET),
+           dict(instances=2, smooth=1, miss_rate=0.2, fa_per_hour=0.5),
+           dict(instances=2, smooth=2, miss_rate=0.1, fa_per_hour=FA_TARGET + 1),
+           dict(instances=7, smooth=1, miss_rate=0.3, fa_per_hour=0.0)]
+    best = sorted(pts, key=_rank)
+    assert [(p["instances"], p["smooth"]) for p in best] == [(2, 1), (3, 2), (7, 1), (2, 2)]
+    over = [dict(p, fa_per_hour=p["fa_per_hour"] + 10) for p in pts]   # none within the goal
+    assert min(over, key=_rank)["instances"] == 7                        # fewest false accepts
