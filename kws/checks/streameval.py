@@ -177,14 +177,16 @@ def evaluate_stream(model, data_dir, spec, instances=2, smooth=1, refractory_s: 
         hours[split] = len(audio[split]) / sr / 3600
     candidates = []
     for k in _values(instances):
+        heard = _scores(model, audio["validation"], k)     # once per count, for every smoothing
         for m in _values(smooth):
-            curve = _listen(model, audio["validation"], events["validation"], k, m,
-                            refractory_s, hours["validation"])[0]
+            curve = _listen(model, heard, events["validation"], m, refractory_s,
+                            hours["validation"])[0]
             candidates.append(dict(choose_operating_point(curve), instances=k, smooth=m))
     point = min(candidates, key=_rank)
     k, m = point["instances"], point["smooth"]
     curve, (det_args, span, post, times, schedule) = _listen(
-        model, audio["testing"], events["testing"], k, m, refractory_s, hours["testing"])
+        model, _scores(model, audio["testing"], k), events["testing"], m, refractory_s,
+        hours["testing"])
     dets = detections_at(det_args, post, times, point["threshold"])
     final = score_detections(events["testing"], dets, span,
                              keyword_words(model.classes)).summary(hours["testing"])
@@ -241,17 +243,22 @@ def _stream_audio(model, data_dir, spec, split: str, negatives):
     return audio, events, info
 
 
-def _listen(model, audio, events, instances: int, smooth: int, refractory_s: float,
-            hours: float):
-    """The DET curve of one stream listened to with `instances` and `smooth`, and what it
-    was computed from: (curve, (detector args, span, posteriors, times, schedule))."""
-    from kws.detect.detector import Detector, posteriors
+def _scores(model, audio, instances: int):
+    """(schedule, pooled scores, window end times) of a stream heard with `instances`."""
     from kws.detect.windows import Schedule
 
     schedule = Schedule.for_model(model, instances)
+    return (schedule, *stream_scores(model, audio, schedule))
+
+
+def _listen(model, heard, events, smooth: int, refractory_s: float, hours: float):
+    """The DET curve of one stream's window scores (`_scores`) with `smooth`, and what it
+    was computed from: (curve, (detector args, span, posteriors, times, schedule))."""
+    from kws.detect.detector import Detector, posteriors
+
+    schedule, pooled, times = heard
     det_args = Detector.args_for(model, schedule, smooth=smooth, refractory_s=refractory_s)
     span = det_args["window_s"] + (smooth - 1) * det_args["stride_s"]
-    pooled, times = stream_scores(model, audio, schedule)
     post = posteriors(pooled, det_args["scale"])
     curve = det_curve(events, post, times, det_args, span, hours)
     return curve, (det_args, span, post, times, schedule)
