@@ -11,9 +11,27 @@ target by profile name and never names a toolchain. docs/ARCHITECTURE.md: how to
 from __future__ import annotations
 
 import os
+import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+
+from kws.errors import KwsError
+from kws.paths import REPO
+
+
+def run_make(makefile: Path, args: list[str], what: str) -> str:
+    """`make -s -f makefile args` from the checkout root: its stdout, or a KwsError naming
+    `what` with the last lines of the build's output."""
+    cmd = ["make", "--no-print-directory", "-s", "-f", str(makefile), *args]
+    try:
+        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    except FileNotFoundError as e:
+        raise KwsError(f"cannot build {what}: `make` is not installed") from e
+    if r.returncode != 0:
+        tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
+        raise KwsError(f"building {what} failed ({' '.join(cmd)}):\n{tail}")
+    return r.stdout
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 from kws.errors import KwsError
-from kws.paths import FIRMWARE, REPO
+from kws.paths import FIRMWARE
 from kws.targets.arm.profiles import PROFILES, ArmProfile
 from kws.targets.arm.qemuboard import ICOUNT_SHIFT, QEMU, QemuBoard
 from kws.targets.arm.uf2 import write_uf2
+from kws.targets import base
 from kws.targets.base import Firmware, Target
 from kws.targets.elf import model_symbol_sizes
 
@@ -61,18 +61,10 @@ def _no_simulator(p: ArmProfile) -> str:
 
 
 def run_make(args: list[str], what: str) -> str:
-    cmd = ["make", "--no-print-directory", "-s", "-f", str(ARM_MK), *args]
     if shutil.which("arm-none-eabi-gcc") is None:
         raise KwsError(f"cannot build {what}: arm-none-eabi-gcc is missing: install "
                        "gcc-arm-none-eabi and libnewlib-arm-none-eabi (make setup)")
-    try:
-        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    except FileNotFoundError as e:
-        raise KwsError(f"cannot build {what}: `make` is not installed") from e
-    if r.returncode != 0:
-        tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
-        raise KwsError(f"building {what} failed ({' '.join(cmd)}):\n{tail}")
-    return r.stdout
+    return base.run_make(ARM_MK, args, what)
 
 
 class ArmTarget(Target):

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kws.errors import KwsError
-from kws.targets.base import Firmware  # noqa: F401  (built here, defined for every target)
+from kws.targets.base import Firmware, run_make  # noqa: F401  (Firmware: built here)
 
 from kws.paths import BUILD, FIRMWARE, REPO  # noqa: F401  (REPO: tests' checkout root)
 AVR_MK = FIRMWARE / "ports" / "avr" / "avr.mk"
@@ -64,16 +64,7 @@ class Stamp:
 
 
 def _make(args: list[str], what: str) -> str:
-    cmd = ["make", "--no-print-directory", "-s", "-f", str(AVR_MK), f"SIM_OUT={SIM_BIN.parent}",
-           *args]
-    try:
-        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    except FileNotFoundError as e:
-        raise KwsError(f"cannot build {what}: `make` is not installed") from e
-    if r.returncode != 0:
-        tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
-        raise KwsError(f"building {what} failed ({' '.join(cmd)}):\n{tail}")
-    return r.stdout
+    return run_make(AVR_MK, [f"SIM_OUT={SIM_BIN.parent}", *args], what)
 
 
 def board_info(board: str = "uno") -> tuple[int, int]:
