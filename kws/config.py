@@ -144,6 +144,7 @@ class TrainConfig:
     rir_dirs: tuple[str, ...] = ()  # folders of impulse responses (WAV/FLAC, any rate)
     noise_dirs: tuple[str, ...] = ()  # more noise recordings, beside the data's own background
     class_balance: float = 0.0     # loss weight of a class ~ (its clips)^-class_balance (1: equal)
+    sample_balance: float = 0.0    # epochs drawn so a class, and a word within it, weigh ~ n^(1-b)
     negative_dirs: tuple[str, ...] = ()  # keyword-free speech: 1 s crops become `_unknown_`
     negative_clips: int = 0        # ... this many crops, from the `training` side of its speakers
     hard_negative_dirs: tuple[str, ...] = ()  # `kws mine` folders: every clip is `_unknown_`
@@ -166,7 +167,8 @@ class TrainConfig:
                 raise KwsError(f"train.{key} must be >= 0, not {getattr(self, key)}")
         if not 0 <= self.cut_keep[0] <= self.cut_keep[1] <= 1:
             raise KwsError(f"train.cut_keep is [low, high] in [0, 1], not {self.cut_keep}")
-        for key in ("noise_prob", "distill_weight", "rir_prob", "class_balance", "cut_prob"):
+        for key in ("noise_prob", "distill_weight", "rir_prob", "class_balance", "cut_prob",
+                    "sample_balance"):
             if not 0 <= getattr(self, key) <= 1:
                 raise KwsError(f"train.{key} must be in [0, 1], not {getattr(self, key)}")
         if self.device not in ("auto", "cpu", "cuda"):

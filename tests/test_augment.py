@@ -7,7 +7,8 @@ import torch
 
 from kws.config import Config, ModelConfig, TrainConfig
 from kws.errors import KwsError
-from kws.training.train import Augmenter, Trainer, TrainingData, reverberate, speed_perturb
+from kws.training.train import (Augmenter, Trainer, TrainingData, reverberate, sampling_probs,
+                                speed_perturb)
 
 
 def config(sc_mini, tmp_path, **train):
@@ -71,6 +72,36 @@ def test_class_weights_balance_the_classes(sc_mini, tmp_path):
     assert np.allclose(data.class_weights(0.0).numpy()[present], 1.0)
     trainer = Trainer(cfg, tmp_path / "run", data)
     assert torch.equal(trainer.class_weights, data.class_weights(1.0))
+
+
+def test_balanced_epochs_weigh_classes_and_words_alike():
+    # class 0: one word over-supplied (as the extra folder's bed/cat/happy in unknown) and a
+    # rare one; class 1: one word; class 2: a small class
+    labels = np.array([0] * 10 + [1] * 6 + [2] * 2)
+    words = np.array(["bed"] * 9 + ["tree"] + ["yes"] * 6 + ["off"] * 2, dtype=object)
+    plain, half, equal = (sampling_probs(labels, words, b) for b in (0.0, 0.5, 1.0))
+    assert np.allclose(plain, 1 / len(labels))                  # b = 0: the plain epoch
+    assert np.allclose([equal[labels == c].sum() for c in range(3)], 1 / 3)  # b = 1: classes
+    assert np.isclose(equal[words == "tree"].sum(), equal[words == "bed"].sum())  # and words
+    assert np.isclose(equal[words == "tree"].sum(), 1 / 6)
+    assert np.allclose(equal[words == "bed"], equal[words == "bed"][0])  # evenly in a word
+    tree = words == "tree"
+    assert plain[tree].sum() < half[tree].sum() < equal[tree].sum()
+    for p in (plain, half, equal):
+        assert np.isclose(p.sum(), 1.0) and (p > 0).all()
+    with pytest.raises(KwsError, match="sample_balance"):
+        TrainConfig(sample_balance=1.5)
+
+
+def test_trainer_draws_balanced_epochs(sc_mini, tmp_path):
+    cfg = config(sc_mini, tmp_path, sample_balance=1.0, class_balance=0.0)
+    data = TrainingData(cfg, sc_mini, tmp_path / "cache")
+    assert len(data.words) == len(data.labels)
+    trainer = Trainer(cfg, tmp_path / "run", data)
+    assert np.array_equal(trainer.sampling, sampling_probs(data.labels, data.words, 1.0))
+    assert Trainer(config(sc_mini, tmp_path), tmp_path / "run2", data).sampling is None
+    again = Trainer(cfg, tmp_path / "run", data)
+    assert trainer.run_epoch()["loss"] == again.run_epoch()["loss"]  # seeded: the same epoch
 
 
 def test_rir_settings_are_checked(tmp_path):

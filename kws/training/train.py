@@ -8,12 +8,13 @@
                exponents are frozen for the second half of the phase
 
 Every epoch: augmented batches (speed perturbation, room impulse responses, time shift,
-background noise at a random SNR, gain; optional SpecAugment, a class-balanced loss, keyword-free
-speech as extra `_unknown_` clips and distillation from a float teacher), then validation
-accuracy of the float and of the integer model. The checkpoint is written atomically at the end of each epoch; Ctrl-C
-keeps the last one (the epoch it interrupts is dropped, never saved half-done), `--resume`
-continues from it, and a fixed seed gives the same model as an uninterrupted run. The shipped
-model is the best integer model on validation, never chosen on test.
+background noise at a random SNR, gain; optional SpecAugment, class-balanced epochs or loss,
+keyword-free speech as extra `_unknown_` clips and distillation from a float teacher), then
+validation accuracy of the float and of the integer model. The checkpoint is written
+atomically at the end of each epoch; Ctrl-C keeps the last one (the epoch it interrupts is
+dropped, never saved half-done), `--resume` continues from it, and a fixed seed gives the same
+model as an uninterrupted run. The shipped model is the best integer model on validation,
+never chosen on test.
 """
 
 from __future__ import annotations
@@ -64,16 +65,19 @@ class TrainingData:
         # int16, memory-mapped from the cache: a full archive's training set is not held in RAM
         self.audio, kept, _ = cached_audio(train, self.dataset.root, fc, cache_dir)
         self.labels = self.dataset.labels(kept)
+        self.words = np.array([c.word for c in kept], dtype=object)  # sampling groups
         self.warnings: list[str] = []   # augmentation sources that are missing (train() says)
         crops = self._negative_crops(config, self.warnings)
-        crops = np.concatenate([crops, self._hard_negatives(config, self.warnings)])
-        if len(crops):                  # keyword-free speech as more `_unknown_` clips
+        mined = self._hard_negatives(config, self.warnings)
+        if len(crops) + len(mined):     # keyword-free speech as more `_unknown_` clips
             if self.dataset.task.other is None:
                 raise KwsError(f"train.negative_clips / hard_negative_dirs: task "
                                f"{config.data.task} has no class for other words")
-            self.audio = np.concatenate([self.audio, crops])
+            self.audio = np.concatenate([self.audio, crops, mined])
             unknown = self.dataset.task.classes.index(self.dataset.task.other)
-            self.labels = np.concatenate([self.labels, np.full(len(crops), unknown)])
+            self.labels = np.concatenate([self.labels, np.full(len(crops) + len(mined), unknown)])
+            self.words = np.concatenate([self.words, np.array(
+                ["(keyword-free crops)"] * len(crops) + ["(mined)"] * len(mined), dtype=object)])
         clean = compute_features(self.dataset.clips, self.dataset.root, fc, cache_dir,
                                  skip_bad=True)
         self.bad = clean.bad          # unreadable files, skipped (train() reports them)
@@ -170,6 +174,10 @@ class TrainingData:
             raise KwsError(f"train.rir_dirs {list(config.train.rir_dirs)}: no impulse responses")
         return out
 
+    def sampling_probs(self, balance: float) -> np.ndarray:
+        """The probability of each training clip in a drawn epoch (`train.sample_balance`)."""
+        return sampling_probs(self.labels, self.words, balance)
+
     def class_weights(self, balance: float) -> torch.Tensor:
         """Loss weight per class ~ (clips of the class)^-balance, averaging 1 over the clips."""
         n = len(self.dataset.task.classes)
@@ -177,6 +185,27 @@ class TrainingData:
         w = np.where(counts > 0, np.maximum(counts, 1) ** -balance, 0.0)
         w *= counts.sum() / max(float((w * counts).sum()), 1e-12)
         return torch.tensor(w, dtype=torch.float32)
+
+
+def sampling_probs(labels: np.ndarray, words: np.ndarray, balance: float) -> np.ndarray:
+    """The probability of each clip in a drawn epoch, for clips of `labels` (classes) and
+    `words` (groups within a class: an unknown word, the keyword-free crops, the mined clips).
+
+    Two levels with one exponent b: a class gets a share ~ (its clips)^(1-b) of the epoch, and
+    within the class each word gets a share ~ (its clips)^(1-b); a clip gets its word's share
+    evenly. b = 0 is every clip alike (the plain epoch); b = 1 is every class alike and, within
+    `_unknown_`, every word alike, as in an official test set, whatever the folders over-supply.
+    """
+    p = np.zeros(len(labels))
+    classes, class_counts = np.unique(labels, return_counts=True)
+    class_mass = class_counts.astype(float) ** (1 - balance)
+    for c, mass in zip(classes, class_mass / class_mass.sum()):
+        in_class = labels == c
+        names, counts = np.unique(words[in_class], return_counts=True)
+        word_mass = counts.astype(float) ** (1 - balance)
+        share = dict(zip(names, mass * word_mass / word_mass.sum() / counts))
+        p[in_class] = [share[w] for w in words[in_class]]
+    return p / p.sum()
 
 
 def _audio_files(folders, key: str, warnings: list[str]) -> list[Path]:
@@ -364,6 +393,8 @@ class Trainer:
         self.augment = Augmenter(data, config)
         self.class_weights = (data.class_weights(config.train.class_balance)
                               if config.train.class_balance > 0 else None)
+        self.sampling = (data.sampling_probs(config.train.sample_balance)
+                         if config.train.sample_balance > 0 else None)
         self.teacher = load_teacher(config) if config.train.distill_weight > 0 else None
         self.model.to(self.device)
         if self.teacher is not None:
@@ -426,7 +457,9 @@ class Trainer:
         if quant and start_of["quant"] == cfg.train.epochs_quant // 2:
             model.freeze_exponents()
         rng = np.random.default_rng([cfg.train.seed, self.epoch])
-        order = rng.permutation(len(self.data.labels))
+        n = len(self.data.labels)
+        order = (rng.choice(n, size=n, p=self.sampling) if self.sampling is not None
+                 else rng.permutation(n))
         bs = cfg.train.batch_size
         n_batches = math.ceil(len(order) / bs)
         model.train()
