@@ -92,6 +92,12 @@ def cmd_data_stats(args):
     print(format_stats(dataset.stats()))
 
 
+def cmd_data_sentences(args):
+    from kws.data.sentences import make_sentences
+
+    make_sentences(args.out, args.minutes, seed=args.seed)
+
+
 def cmd_data_synth(args):
     from kws.data.synth import synthesize_corpus
 
@@ -384,6 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2,
                    help="synthesis processes (default: %(default)s)")
     p.set_defaults(func=cmd_data_synth)
+
+    p = dsub.add_parser("sentences", help="keyword-free synthetic running speech (espeak-ng "
+                        "talkers reading sentences): negative audio for false accepts")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--minutes", type=float, default=60.0, help="default: %(default)s")
+    p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    p.set_defaults(func=cmd_data_sentences)
 
     p = sub.add_parser("features", help="compute and cache log-mel features of a data folder")
     _add_data_options(p)

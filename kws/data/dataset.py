@@ -327,10 +327,14 @@ NEGATIVE_SALT = "kws-negatives:"
 
 
 def negative_speaker(path: Path) -> str:
-    """The speaker of a keyword-free recording: LibriSpeech's `<speaker>-<chapter>-<n>` gives
-    its speaker; any other file is its own speaker."""
+    """The speaker of a keyword-free recording: LibriSpeech's `<speaker>-<chapter>-<n>` and
+    the synthetic sentences' `sent-<talker>-<k>` (kws.data.sentences) give theirs; any other
+    file is its own speaker."""
     m = re.match(r"^(\d+)-\d+-\d+$", path.stem)
-    return f"librispeech-{m[1]}" if m else path.stem
+    if m:
+        return f"librispeech-{m[1]}"
+    m = re.match(r"^sent-([0-9a-f]{8})-\d+$", path.stem)
+    return f"sentences-{m[1]}" if m else path.stem
 
 
 def _negative_bucket(path: Path) -> int:
