@@ -14,7 +14,7 @@ CONFIG     ?= configs/default.yaml
 SYNTH_DIR  ?= data/synth
 SYNTH_CLIPS ?= 7000
 
-.PHONY: setup apt venv demo train wake levers eval firmware flash verify stream test fuzz bench clean help
+.PHONY: setup apt venv demo train wake sentences levers eval firmware flash verify stream test fuzz bench clean help
 
 help:
 	@echo "make demo   - offline end-to-end run on the synthetic corpus"
@@ -23,6 +23,7 @@ help:
 	@echo "make eval   - evaluate models/default (DATA=folder)"
 	@echo "make test   - the test suite"
 	@echo "make bench  - benchmarks into bench/results.json"
+	@echo "make sentences - keyword-free synthetic speech for false accepts (data/sentences)"
 	@echo "make setup  - Debian packages + .venv (done by the targets above)"
 
 setup: apt venv
@@ -133,8 +134,14 @@ test: setup
 fuzz: setup
 	$(MAKE) -C firmware/fuzz run PY=$(abspath $(PY)) FUZZ_SECONDS=$(or $(FUZZ_SECONDS),300)
 
-bench: setup
+bench: setup sentences
 	$(KWS) bench --out bench/results.json
+
+# Keyword-free synthetic running speech (about 67 min, deterministic): more negative audio for
+# false accepts per hour, beside the real recordings (kws/data/sentences.py).
+SENTENCES ?= data/sentences
+sentences: setup
+	$(KWS) data sentences --out $(SENTENCES) --minutes 60
 
 clean:
 	rm -rf build runs .pytest_cache

@@ -25,6 +25,7 @@ SYNTH_DATA = Path("data/synth")
 MODEL = Path("models/default")
 WAKE_MODEL = Path("models/wake_stop")          # entries prefixed "wake_stop."
 NEGATIVES = [Path("../shared/data/negatives/speech"), Path("../shared/data/negatives/wakewords")]
+SENTENCES = Path("data/sentences")   # `kws data sentences` (make sentences): synthetic, beside them
 
 
 def default_bench_data() -> Path:
@@ -268,6 +269,9 @@ def bench_accuracy(model: Path, data: Path) -> dict:
         else [data]
     negatives = [n for n in NEGATIVES if n.is_dir()] if all(n.is_dir() for n in NEGATIVES) \
         else []
+    from kws.data.sentences import MANIFEST
+    if (SENTENCES / MANIFEST).is_file():
+        negatives.append(SENTENCES)
     listen = load_settings(shipped)          # the model's windows in flight and smoothing
     s = evaluate_stream(shipped, folders, StreamSpec(), instances=listen.instances,
                         smooth=listen.smooth_windows, negatives=negatives)
