@@ -125,8 +125,19 @@ def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | Non
                      "clips": int(sum(r["n_clips"] for r in scores)),
                      "worst_class": min(per_class, key=per_class.get),
                      "per_class": per_class})
-    write_cv_results(rows, out)
+    write_cv_results(merged_rows(out / "cv_results.json", rows), out)
     return rows
+
+
+def merged_rows(path: Path, rows: list[dict]) -> list[dict]:
+    """The rows already in `path` (earlier sweeps into the same folder, e.g. with another
+    teacher), with `rows` replacing those of the same config name and the new ones after."""
+    try:
+        old = json.loads(Path(path).read_text()) if Path(path).exists() else []
+    except json.JSONDecodeError:
+        old = []
+    names = {r["name"] for r in rows}
+    return [r for r in old if r.get("name") not in names] + rows
 
 
 def write_cv_results(rows: list[dict], out: Path):

@@ -1,0 +1,26 @@
+"""kws sweep --folds: sweeps into one folder add up in one table."""
+
+import json
+
+from kws.training.sweep import merged_rows, write_cv_results
+
+
+def row(name, mean):
+    return {"name": name, "config": f"{name}.yaml", "bytes": 983, "folds": [0, 1],
+            "int_mean": mean, "int_std": 0.01, "float_mean": mean, "float_std": 0.01,
+            "int_per_fold": [mean, mean], "clips": 10, "worst_class": "off",
+            "per_class": {"yes": 0.9, "off": 0.5}}
+
+
+def test_a_later_sweep_keeps_earlier_rows_and_replaces_its_own(tmp_path):
+    write_cv_results([row("a", 0.70), row("b", 0.75)], tmp_path)
+    rows = merged_rows(tmp_path / "cv_results.json", [row("b", 0.80), row("c", 0.60)])
+    assert [(r["name"], r["int_mean"]) for r in rows] == [("a", 0.70), ("b", 0.80), ("c", 0.60)]
+    write_cv_results(rows, tmp_path)
+    table = (tmp_path / "cv_table.md").read_text()
+    assert "| a |" in table and "0.800 ± 0.010" in table and "0.750" not in table
+    assert [r["name"] for r in json.loads((tmp_path / "cv_results.json").read_text())] == \
+        ["a", "b", "c"]
+    (tmp_path / "cv_results.json").write_text("{not json")        # a damaged file: new rows
+    assert merged_rows(tmp_path / "cv_results.json", [row("d", 0.5)]) == [row("d", 0.5)]
+    assert merged_rows(tmp_path / "none.json", [row("d", 0.5)]) == [row("d", 0.5)]
