@@ -170,6 +170,10 @@ def cmd_eval(args):
     model = load_model(args.model)
     data = _data_folders(args)        # several --data: one data set (a stream over all)
     args.data = data[0]
+    from kws.detect.detector import load_settings
+    stored = load_settings(model)     # not given: listen the way the model is set up to
+    args.instances = args.instances or [stored.instances]
+    args.smooth = args.smooth or [stored.smooth_windows]
     report = evaluate(args.model, data, split=args.split, skip_bad=args.skip_bad)
     print(format_report(report))
     device = stream = None
@@ -438,12 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "the streams go on into its validation / testing speakers (25 %% "
                         "each), so the threshold is chosen counting running speech too")
     p.add_argument("--seed", type=int, default=0, help="stream seed (default: %(default)s)")
-    p.add_argument("--instances", type=_int_list, default=[2], metavar="N[,N...]",
-                   help="staggered windows in flight (model steps per frame; default: 2). "
+    p.add_argument("--instances", type=_int_list, metavar="N[,N...]",
+                   help="staggered windows in flight (model steps per frame; default: the "
+                        "model's detector.json, else 2). "
                         "With --stream, several (2,3) are each tried on the validation "
                         "speakers and the best is stored: give counts that fit the board")
-    p.add_argument("--smooth", type=_int_list, default=[1], metavar="N[,N...]",
-                   help="posteriors averaged over this many windows (default: 1); with "
+    p.add_argument("--smooth", type=_int_list, metavar="N[,N...]",
+                   help="posteriors averaged over this many windows (default: the model's "
+                        "detector.json, else 1); with "
                         "--stream, several are tried like --instances, the best stored")
     p.add_argument("--out", type=Path, help="report folder (default reports/<model>)")
     p.set_defaults(func=cmd_eval)

@@ -217,3 +217,13 @@ def test_a_wake_model_trains_ships_and_listens_with_negatives_end_to_end(sc_mini
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["negatives"]["side"] == "testing"
     assert set(report["negatives"]["at_stored_threshold"]["per_keyword"]) == {"go"}
+    # without --stream or --instances/--smooth: false accepts the way the model listens
+    from kws.detect.detector import DetectorSettings, save_settings
+    settings = dict(settings, instances=1, smooth_windows=3)     # not the defaults (2, 1)
+    save_settings(model, DetectorSettings(threshold=settings["threshold"], instances=1,
+                                          smooth_windows=3))
+    assert main(["eval", "--model", str(model), "--data", str(sc_mini), "--negatives", str(neg),
+                 "--out", str(tmp_path / "rep2"), "--json", str(tmp_path / "r2.json")]) == 0
+    again = json.loads((tmp_path / "r2.json").read_text())["negatives"]
+    assert (again["instances"], again["smooth"]) == (settings["instances"],
+                                                     settings["smooth_windows"])

@@ -378,7 +378,8 @@ def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
     return {"model": model.name, "model_hash": model.hash,
             "folders": [str(f) for f in folders], "files": len(files), "side": side,
             "hours": round(hours, 4), "windows": int(len(pooled)), "stored_threshold": stored,
-            "at_stored_threshold": at_stored, "curve": rows}
+            "instances": instances, "smooth": smooth, "at_stored_threshold": at_stored,
+            "curve": rows}
 
 
 def format_negatives_report(r: dict) -> str:
@@ -388,7 +389,8 @@ def format_negatives_report(r: dict) -> str:
             "testing": " (testing speakers: neither trained on nor used to choose the "
                        "threshold)"}.get(r.get("side"), "")
     lines = [f"negatives: {r['files']} files{side}, {r['hours'] * 60:.1f} min, "
-             f"{r['windows']} windows",
+             f"{r['windows']} windows ({r['instances']} in flight, posteriors averaged over "
+             f"{r['smooth']})",
              f"at the model's threshold {r['stored_threshold']}: {at['false_accepts']} false "
              f"accepts = {at['fa_per_hour']:.1f} per hour ("
              + ", ".join(f"{w} {n}" for w, n in worst if n) + ")",
