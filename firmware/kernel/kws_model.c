@@ -49,7 +49,9 @@
 #define KWS_INLINE static inline
 #endif
 
+#if KWS_STATE_BITS == 16
 #define ONE ((int32_t)1 << KWS_QH)
+#endif
 
 /* hidden units per pass of W2 and U2 (two int32 buffers of this size on the stack); the
  * buffers also hold W1 . x and U1 . h, so they are at least as long as the ranks */
@@ -59,8 +61,19 @@
 #if KWS_WEIGHT_BITS != 8 && KWS_WEIGHT_BITS != 4
 #error "KWS_WEIGHT_BITS must be 8 or 4"
 #endif
+#if KWS_STATE_BITS == 16
 #if KWS_QH != 14 || KWS_QA != 11
 #error "this kernel is written for QH = 14 and QA = 11 (kws/quant/arith.py)"
+#endif
+#elif KWS_STATE_BITS == 8
+#if KWS_QT != 4 || KWS_QS != 6 || KWS_QG != 7
+#error "the int8-state kernel is written for QT = 4, QS = 6 and QG = 7 (kws/quant/arith.py)"
+#endif
+#if KWS_ZETA < 0 || KWS_ZETA > 127 || KWS_NU < 0 || KWS_NU > 127 || KWS_SHIFT_PW != KWS_SHIFT_PU
+#error "int8 state: ZETA and NU in [0, 127], one shift for W2 and U2"
+#endif
+#else
+#error "KWS_STATE_BITS must be 16 or 8"
 #endif
 #if KWS_N_IN < 1 || KWS_HIDDEN < 1 || KWS_RANK_W < 1 || KWS_RANK_U < 1 || KWS_N_CLASSES < 1
 #error "every dimension must be at least 1"
@@ -823,7 +836,8 @@ KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kw
  *   r22 w'   r23:r8:r9 sum a (the w' lo products, 24 bits)   r10:r11:r12 sum b (w' hi)
  *   r13 zero   r14, r24:r25, r15: K (bytes 0..3, pass A)   X buf   Y p (pass B)   Z weights
  * The row is a + 256 b: r23, r8 + r10, r9 + r11, r12 (+ carries). */
-#if defined(KWS_ASM) && !KWS_W2_SPARSE && !KWS_U2_SPARSE && KWS_RANK_W <= 6 && \
+#if KWS_STATE_BITS == 16 && defined(KWS_ASM) && !KWS_W2_SPARSE && !KWS_U2_SPARSE && \
+    KWS_RANK_W <= 6 && \
     KWS_RANK_U <= 6 && KWS_SHIFT_PW >= 1 && KWS_SHIFT_PW <= 7 && KWS_SHIFT_PU >= 1 && \
     KWS_SHIFT_PU <= 7 && KWS_SHIFT_BZ >= -15 && KWS_SHIFT_BC >= -15 && KWS_HIDDEN <= 63
 /* bounds of true values: |W2 . tw|, |U2 . tu|, C_tu, pass A's and pass B's sums */
@@ -1253,6 +1267,7 @@ KWS_INLINE void kws_rec_gate(int16_t *h)
     vals_init(&w, VALUES);         \
     mask_init(&m, MASK)
 
+#if KWS_STATE_BITS == 16
 void kws_reset(kws_state *s)
 {
     kws_idx i;
@@ -1423,6 +1438,151 @@ void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASS
 #endif
 }
 
+#else
+/* ---- the int8-state step (KWS_STATE_BITS == 8, kws/quant/arith.py's second arithmetic) ----
+ *
+ *   tw  = sat8(rsr(W1 . x, TW))             t: int8, Q4
+ *   tu  = sat8(rsr(U1 . h, TU))             h: int8, Q6
+ *   pre = rsr(W2 . tw + U2 . tu, PW)        one sum, one rounding (PW == PU), Q7
+ *   z   = clamp((pre + bz' + 128) >> 1, 0, 128)
+ *   c   = clamp(pre + bc', -128, 127)
+ *   g   = rsr(ZETA (128 - z), 7) + NU       ZETA, NU <= 127: g <= 254
+ *   h'  = sat8((2 z h + g c + 128) >> 8)    |2 z h + g c| <= 65,280
+ *   out = Wc . h' + bcls'
+ *
+ * Every product is int8 x int8. On AVR the dense rows use the int8 row kernels above
+ * (mat_x: lpm, muls, 24-bit sums) and, when the shape allows, the 3-row blocks (mat_x3_asm);
+ * the recurrent half (W2, U2 and the gates) is one assembly loop over the hidden units
+ * (kws_rec8_asm below). The C here is the definition, and the only path elsewhere. */
+
+KWS_INLINE int8_t sat8(int32_t v)
+{
+    return (int8_t)(v > 127 ? 127 : v < -128 ? -128 : v);
+}
+
+/* sat8(rsr(v, s)), clamped before a left shift (the same result, no overflow) */
+KWS_INLINE int8_t rsr_sat8(int32_t v, int s)
+{
+    if (s < 0)
+        v = sat8(v);
+    return sat8(rsr(v, s));
+}
+
+/* the gate of one unit from a = W2[r] . tw + U2[r] . tu; returns h' */
+KWS_INLINE int8_t gate8(int32_t a, int8_t bz, int8_t bc, int8_t h)
+{
+    int32_t pre = rsr(a, KWS_SHIFT_PW);
+    int32_t zz = pre + bias_value(bz, KWS_SHIFT_BZ) + 128;
+    int32_t cc = pre + bias_value(bc, KWS_SHIFT_BC);
+    uint8_t z = (uint8_t)(zz <= 0 ? 0 : zz >= 256 ? 128 : (uint16_t)zz >> 1);
+    int8_t c = sat8(cc);
+    uint8_t g = (uint8_t)((((uint16_t)KWS_ZETA * (uint8_t)(128 - z) + 64u) >> 7) + KWS_NU);
+    /* 2 z h + g c + 128: |.| <= 65,408, int32; >> 8 arithmetic */
+    int32_t sum = 2 * (int32_t)((int16_t)z * h) + (int32_t)((int16_t)g * c) + 128;
+    return sat8(sum >> 8);
+}
+
+void kws_reset(kws_state *s)
+{
+    kws_idx i;
+    for (i = 0; i < KWS_HIDDEN; i++)
+        s->h[i] = 0;
+}
+
+/* t[i] = sat8(rsr(a[i], shift)), n >= 1 rows (tw, tu) */
+KWS_INLINE void rows_to_t8(int8_t *t, const int32_t *a, kws_idx n, int shift)
+{
+    do
+        *t++ = rsr_sat8(*a++, shift);
+    while (--n);
+}
+
+#ifndef KWS_REC8_ASM
+/* the recurrent half in C: W2 . tw + U2 . tu, the gates and h' of every unit, in place */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void kws_rec8_c(const int8_t *tw, const int8_t *tu, int8_t *h)
+{
+    kws_vals w, w2;
+    kws_mask m, m2;
+    kws_idx r;
+    STREAM(kws_W2, KWS_W2_MASK_PTR, w, m);
+    STREAM(kws_U2, KWS_U2_MASK_PTR, w2, m2);
+    for (r = 0; r < KWS_HIDDEN; r++) {
+        int32_t a = dot_x(&w, &m, KWS_W2_SPARSE, tw, KWS_RANK_W) +
+                    dot_x(&w2, &m2, KWS_U2_SPARSE, tu, KWS_RANK_U);
+        h[r] = gate8(a, (int8_t)KWS_READ_U8(kws_bz + r), (int8_t)KWS_READ_U8(kws_bc + r), h[r]);
+    }
+}
+#endif
+
+#if defined(KWS_ASM)
+#define KWS_X3_U1 (!KWS_U1_SPARSE && KWS_HIDDEN % 8 == 0 && KWS_HIDDEN <= 63 && KWS_RANK_U >= 3)
+#define KWS_X3_WC (!KWS_WC_SPARSE && KWS_HIDDEN % 8 == 0 && KWS_HIDDEN <= 63 && KWS_N_CLASSES >= 3)
+#else
+#define KWS_X3_U1 0
+#define KWS_X3_WC 0
+#endif
+#define KWS_BLOCK8 KWS_MAX2(KWS_RANK_W, KWS_RANK_U)
+
+#if defined(__GNUC__)
+__attribute__((noinline))  /* one call per frame: keep the timed region a plain call */
+#endif
+void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASSES])
+{
+    int8_t tw[KWS_RANK_W], tu[KWS_RANK_U];
+    static int32_t acc[KWS_BLOCK8];
+    kws_vals w;
+    kws_mask m;
+    kws_idx k;
+
+    /* tw = sat8(rsr(W1 . x, TW)) */
+    STREAM(kws_W1, KWS_W1_MASK_PTR, w, m);
+#if KWS_X3
+    mat_x3_asm(kws_W1, x, KWS_N_IN, KWS_RANK_W / 3, acc, 1, 0);
+    w.p += KWS_RANK_W / 3 * 3 * KWS_N_IN;
+    if (KWS_RANK_W % 3)
+        mat_x(&w, &m, 0, x, KWS_N_IN, KWS_RANK_W % 3, acc + KWS_RANK_W / 3 * 3);
+#else
+    mat_x(&w, &m, KWS_W1_SPARSE, x, KWS_N_IN, KWS_RANK_W, acc);
+#endif
+    rows_to_t8(tw, acc, KWS_RANK_W, KWS_SHIFT_TW);
+
+    /* tu = sat8(rsr(U1 . h, TU)) */
+    STREAM(kws_U1, KWS_U1_MASK_PTR, w, m);
+#if KWS_X3_U1
+    mat_x3_asm(kws_U1, s->h, KWS_HIDDEN, KWS_RANK_U / 3, acc, 1, 0);
+    w.p += KWS_RANK_U / 3 * 3 * KWS_HIDDEN;
+    if (KWS_RANK_U % 3)
+        mat_x(&w, &m, 0, s->h, KWS_HIDDEN, KWS_RANK_U % 3, acc + KWS_RANK_U / 3 * 3);
+#else
+    mat_x(&w, &m, KWS_U1_SPARSE, s->h, KWS_HIDDEN, KWS_RANK_U, acc);
+#endif
+    rows_to_t8(tu, acc, KWS_RANK_U, KWS_SHIFT_TU);
+
+    /* pre, the gates, h' (in place) */
+#ifdef KWS_REC8_ASM
+    kws_rec8_asm(tw, tu, s->h);
+#else
+    kws_rec8_c(tw, tu, s->h);
+#endif
+
+    /* scores = Wc . h' + bcls' */
+    STREAM(kws_Wc, KWS_WC_MASK_PTR, w, m);
+#if KWS_X3_WC
+    mat_x3_asm(kws_Wc, s->h, KWS_HIDDEN, KWS_N_CLASSES / 3, scores, 1, 0);
+    w.p += KWS_N_CLASSES / 3 * 3 * KWS_HIDDEN;
+    if (KWS_N_CLASSES % 3)
+        mat_x(&w, &m, 0, s->h, KWS_HIDDEN, KWS_N_CLASSES % 3, scores + KWS_N_CLASSES / 3 * 3);
+#else
+    mat_x(&w, &m, KWS_WC_SPARSE, s->h, KWS_HIDDEN, KWS_N_CLASSES, scores);
+#endif
+    for (k = 0; k < KWS_N_CLASSES; k++)
+        scores[k] += bias_value((int8_t)KWS_READ_U8(kws_bcls + k), KWS_SHIFT_BCLS);
+}
+#endif
+
 int kws_check_params(void)
 {
 #define KWS_CHECK_SHIFT(i, v)                        \
@@ -1435,9 +1595,16 @@ int kws_check_params(void)
     KWS_CHECK_SHIFT(4, KWS_SHIFT_BZ);
     KWS_CHECK_SHIFT(5, KWS_SHIFT_BC);
     KWS_CHECK_SHIFT(6, KWS_SHIFT_BCLS);
+#if KWS_STATE_BITS == 8   /* zeta, nu: one byte each */
+    if (KWS_READ_U8(kws_params + 7) != KWS_ZETA)
+        return 8;
+    if (KWS_READ_U8(kws_params + 8) != KWS_NU)
+        return 9;
+#else
     if ((KWS_READ_U8(kws_params + 7) | KWS_READ_U8(kws_params + 8) << 8) != KWS_ZETA)
         return 8;
     if ((KWS_READ_U8(kws_params + 9) | KWS_READ_U8(kws_params + 10) << 8) != KWS_NU)
         return 10;
+#endif
     return 0;
 }
