@@ -1482,11 +1482,212 @@ KWS_INLINE int8_t gate8(int32_t a, int8_t bz, int8_t bc, int8_t h)
     return sat8(sum >> 8);
 }
 
+/* ---- AVR: the recurrent half of the int8-state step in assembly -----------------------------
+ * One loop over the hidden units, everything in registers (about 200 cycles a unit):
+ *   a   = 2^(PW-1) + W2[r] . tw + U2[r] . tu      24 bits (|a| <= 12 * 127 * 128 + 64)
+ *   pre = a >> PW                                 (= rsr(W2 . tw + U2 . tu, PW))
+ *   z   = zz in [0, 255] ? zz >> 1 : zz < 0 ? 0 : 128,   zz = pre + bz' + 128
+ *   c   = sat8(pre + bc')
+ *   g   = (((ZETA (128 - z) + 64) << 1) >> 8) + NU      (= rsr(ZETA (128 - z), 7) + NU)
+ *   h'  = sat8((2 z h + g c + 128) >> 8)          (2 z h and g c both fit int16)
+ * bz' + 128 and bc' come from a RAM table of int16 (kws_bias8), filled from the stored int8
+ * biases by kws_bias8_fill (kws_reset, and the first step if no reset came before).
+ * For dense int8 W2 and U2, ranks <= 6, 1 <= PW <= 7, bias shifts >= -8 (|b'| < 2^15),
+ * hidden <= 63. Registers: r16..r21 tw (muls wants r16..r23), r2..r7 tu (moved to r23 for
+ * each product), r22 the weight, r8:r9:r10 the sum, r11 zero, r12:r13 the U2 pointer,
+ * Z the W2 pointer, X h (in place), Y the bias table (saved: it may be the frame pointer). */
+#if defined(KWS_ASM) && !KWS_W2_SPARSE && !KWS_U2_SPARSE && KWS_RANK_W <= 6 && \
+    KWS_RANK_U <= 6 && KWS_SHIFT_PW >= 1 && KWS_SHIFT_PW <= 7 && KWS_SHIFT_BZ >= -8 && \
+    KWS_SHIFT_BC >= -8 && KWS_HIDDEN <= 63
+#define KWS_REC8_ASM 1
+
+static int16_t kws_bias8[2 * KWS_HIDDEN];  /* bz' + 128, bc' of every unit */
+static uint8_t kws_bias8_ready;
+
+static void kws_bias8_fill(void)
+{
+    kws_idx r;
+    for (r = 0; r < KWS_HIDDEN; r++) {
+        kws_bias8[2 * r] = (int16_t)(bias_value((int8_t)KWS_READ_U8(kws_bz + r), KWS_SHIFT_BZ) + 128);
+        kws_bias8[2 * r + 1] = (int16_t)bias_value((int8_t)KWS_READ_U8(kws_bc + r), KWS_SHIFT_BC);
+    }
+    kws_bias8_ready = 1;
+}
+
+/* one product into the 24-bit sum r10:r9:r8 (AVR201: the sign first, then the two bytes) */
+#define KWS_R8ADD           \
+    "sbc  r10, r11\n\t"     \
+    "add  r8, r0\n\t"       \
+    "adc  r9, r1\n\t"       \
+    "adc  r10, r11\n\t"
+#define KWS_R8W(j, reg)            \
+    ".if %[rw] > " #j "\n\t"       \
+    "lpm  r22, Z+\n\t"             \
+    "muls r22, " reg "\n\t"        \
+    KWS_R8ADD                      \
+    ".endif\n\t"
+#define KWS_R8U(j, reg)            \
+    ".if %[ru] > " #j "\n\t"       \
+    "lpm  r22, Z+\n\t"             \
+    "mov  r23, " reg "\n\t"        \
+    "muls r22, r23\n\t"            \
+    KWS_R8ADD                      \
+    ".endif\n\t"
+#define KWS_R8LOAD(n, j, reg)      \
+    ".if " n " > " #j "\n\t"       \
+    "ld   " reg ", X+\n\t"         \
+    ".endif\n\t"
+
+static void kws_rec8_asm(const int8_t *tw_, const int8_t *tu, int8_t *h)
+{
+    register const int8_t *tw __asm__("r22") = tw_;
+    if (!kws_bias8_ready)
+        kws_bias8_fill();
+    __asm__ __volatile__(
+        "push r28\n\t"
+        "push r29\n\t"
+        "clr  r11\n\t"
+        /* tu into r2..r7 (X), then tw into r16..r21 (X again) */
+        "movw r24, r26\n\t"     /* h */
+        "movw r26, r30\n\t"     /* tu */
+        KWS_R8LOAD("%[ru]", 0, "r2") KWS_R8LOAD("%[ru]", 1, "r3") KWS_R8LOAD("%[ru]", 2, "r4")
+        KWS_R8LOAD("%[ru]", 3, "r5") KWS_R8LOAD("%[ru]", 4, "r6") KWS_R8LOAD("%[ru]", 5, "r7")
+        "movw r26, r22\n\t"     /* tw */
+        KWS_R8LOAD("%[rw]", 0, "r16") KWS_R8LOAD("%[rw]", 1, "r17") KWS_R8LOAD("%[rw]", 2, "r18")
+        KWS_R8LOAD("%[rw]", 3, "r19") KWS_R8LOAD("%[rw]", 4, "r20") KWS_R8LOAD("%[rw]", 5, "r21")
+        "movw r26, r24\n\t"     /* X = h */
+        "ldi  r28, lo8(%[bt])\n\t"
+        "ldi  r29, hi8(%[bt])\n\t"
+        "ldi  r30, lo8(%[w2])\n\t"
+        "ldi  r31, hi8(%[w2])\n\t"
+        "ldi  r24, lo8(%[u2])\n\t"
+        "mov  r12, r24\n\t"
+        "ldi  r24, hi8(%[u2])\n\t"
+        "mov  r13, r24\n\t"
+        "0:\n\t"
+        "ldi  r24, %[rnd]\n\t"
+        "mov  r8, r24\n\t"
+        "clr  r9\n\t"
+        "clr  r10\n\t"
+        KWS_R8W(0, "r16") KWS_R8W(1, "r17") KWS_R8W(2, "r18")
+        KWS_R8W(3, "r19") KWS_R8W(4, "r20") KWS_R8W(5, "r21")
+        "movw r24, r30\n\t"
+        "movw r30, r12\n\t"
+        KWS_R8U(0, "r2") KWS_R8U(1, "r3") KWS_R8U(2, "r4")
+        KWS_R8U(3, "r5") KWS_R8U(4, "r6") KWS_R8U(5, "r7")
+        "movw r12, r30\n\t"
+        "movw r30, r24\n\t"
+        /* pre = a >> PW */
+        ".rept %[pw]\n\t"
+        "asr  r10\n\t"
+        "ror  r9\n\t"
+        "ror  r8\n\t"
+        ".endr\n\t"
+        /* zz = pre + bz' + 128 in r14:r25:r24; z in r24 */
+        "ld   r24, Y+\n\t"
+        "ld   r25, Y+\n\t"
+        "mov  r14, r25\n\t"
+        "lsl  r14\n\t"
+        "sbc  r14, r14\n\t"
+        "add  r24, r8\n\t"
+        "adc  r25, r9\n\t"
+        "adc  r14, r10\n\t"
+        "lsr  r24\n\t"
+        "or   r25, r14\n\t"
+        "breq 1f\n\t"
+        "ldi  r24, 128\n\t"
+        "sbrc r14, 7\n\t"
+        "clr  r24\n\t"
+        "1:\n\t"
+        /* cc = pre + bc' in r14:r23:r22; c = sat8(cc) in r25 */
+        "ld   r22, Y+\n\t"
+        "ld   r23, Y+\n\t"
+        "mov  r14, r23\n\t"
+        "lsl  r14\n\t"
+        "sbc  r14, r14\n\t"
+        "add  r22, r8\n\t"
+        "adc  r23, r9\n\t"
+        "adc  r14, r10\n\t"
+        "mov  r25, r22\n\t"
+        "lsl  r25\n\t"
+        "sbc  r25, r25\n\t"
+        "cp   r25, r23\n\t"
+        "cpc  r25, r14\n\t"
+        "mov  r25, r22\n\t"
+        "breq 2f\n\t"
+        "ldi  r25, 0x7f\n\t"
+        "sbrc r14, 7\n\t"
+        "ldi  r25, 0x80\n\t"
+        "2:\n\t"
+        /* g in r23 */
+        "ldi  r23, 128\n\t"
+        "sub  r23, r24\n\t"
+        "ldi  r22, %[zeta]\n\t"
+        "mul  r23, r22\n\t"
+        "ldi  r22, 64\n\t"
+        "add  r0, r22\n\t"
+        "adc  r1, r11\n\t"
+        "lsl  r0\n\t"
+        "rol  r1\n\t"
+        "mov  r23, r1\n\t"
+        "subi r23, lo8(-(%[nu]))\n\t"
+        /* S = g c (r25:r15:r14), + 2 z h, + 128 */
+        "mov  r22, r25\n\t"
+        "mulsu r22, r23\n\t"
+        "movw r14, r0\n\t"
+        "mov  r25, r1\n\t"
+        "lsl  r25\n\t"
+        "sbc  r25, r25\n\t"
+        "ld   r22, X\n\t"
+        "mov  r23, r24\n\t"
+        "mulsu r22, r23\n\t"
+        "lsl  r0\n\t"
+        "rol  r1\n\t"
+        "sbc  r24, r24\n\t"
+        "add  r14, r0\n\t"
+        "adc  r15, r1\n\t"
+        "adc  r25, r24\n\t"
+        "ldi  r22, 0x80\n\t"
+        "add  r14, r22\n\t"
+        "adc  r15, r11\n\t"
+        "adc  r25, r11\n\t"
+        /* h' = sat8(r25:r15) */
+        "mov  r23, r15\n\t"
+        "mov  r22, r15\n\t"
+        "lsl  r22\n\t"
+        "sbc  r22, r22\n\t"
+        "cp   r22, r25\n\t"
+        "breq 3f\n\t"
+        "ldi  r23, 0x7f\n\t"
+        "sbrc r25, 7\n\t"
+        "ldi  r23, 0x80\n\t"
+        "3:\n\t"
+        "st   X+, r23\n\t"
+        "cpi  r28, lo8(%[bend])\n\t"   /* the table is < 256 bytes: the low byte decides */
+        "breq 4f\n\t"
+        "rjmp 0b\n\t"
+        "4:\n\t"
+        "pop  r29\n\t"
+        "pop  r28\n\t"
+        "clr  __zero_reg__\n\t"
+        : "+x"(h), "+z"(tu), "+r"(tw)
+        : [rw] "i"(KWS_RANK_W), [ru] "i"(KWS_RANK_U), [pw] "i"(KWS_SHIFT_PW),
+          [rnd] "i"(1 << (KWS_SHIFT_PW - 1)), [zeta] "i"(KWS_ZETA), [nu] "i"(KWS_NU),
+          [bt] "i"(kws_bias8), [bend] "i"(kws_bias8 + 2 * KWS_HIDDEN), [w2] "i"(kws_W2),
+          [u2] "i"(kws_U2)
+        : "r0", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "r13",
+          "r14", "r15", "r16", "r17", "r18", "r19", "r20", "r21", "r24", "r25", "memory");
+}
+#endif
+
 void kws_reset(kws_state *s)
 {
     kws_idx i;
     for (i = 0; i < KWS_HIDDEN; i++)
         s->h[i] = 0;
+#ifdef KWS_REC8_ASM
+    kws_bias8_fill();
+#endif
 }
 
 /* t[i] = sat8(rsr(a[i], shift)), n >= 1 rows (tw, tu) */
