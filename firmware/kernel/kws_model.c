@@ -558,13 +558,43 @@ KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kw
     KWS_XMAC("r19", a0, a1, a2) KWS_XMAC("r20", a0, a1, a2) KWS_XMAC("r21", a0, a1, a2)    \
     KWS_XMAC("r22", a0, a1, a2) KWS_XMAC("r23", a0, a1, a2)
 #define KWS_XOUT(a0, a1, a2)                                                               \
-    ".if %[raw]\n\t"                                                                       \
+    ".if %[raw] == 1\n\t"                                                                  \
     "st   Y+, " a0 "\n\t"                                                                  \
     "st   Y+, " a1 "\n\t"                                                                  \
     "st   Y+, " a2 "\n\t"                                                                  \
     "clr  r24\n\t"                                                                         \
     "sbrc " a2 ", 7\n\t"                                                                   \
     "com  r24\n\t"                                                                         \
+    "st   Y+, r24\n\t"                                                                     \
+    ".elseif %[raw] == 2\n\t" /* int8: sat8(rsr(sum, s)) (the int8-state tw, tu) */         \
+    ".if %[s] >= 8\n\t"                                                                    \
+    ".rept %[s] - 8\n\t"                                                                   \
+    "asr  " a2 "\n\t"                                                                      \
+    "ror  " a1 "\n\t"                                                                      \
+    ".endr\n\t"                                                                            \
+    "mov  r24, " a1 "\n\t"                                                                 \
+    "lsl  r24\n\t"                                                                         \
+    "sbc  r24, r24\n\t"                                                                    \
+    "cp   r24, " a2 "\n\t"                                                                 \
+    "mov  r24, " a1 "\n\t"                                                                 \
+    ".else\n\t"                                                                            \
+    ".rept %[s]\n\t"                                                                       \
+    "asr  " a2 "\n\t"                                                                      \
+    "ror  " a1 "\n\t"                                                                      \
+    "ror  " a0 "\n\t"                                                                      \
+    ".endr\n\t"                                                                            \
+    "mov  r24, " a0 "\n\t"                                                                 \
+    "lsl  r24\n\t"                                                                         \
+    "sbc  r24, r24\n\t"                                                                    \
+    "cp   r24, " a1 "\n\t"                                                                 \
+    "cpc  r24, " a2 "\n\t"                                                                 \
+    "mov  r24, " a0 "\n\t"                                                                 \
+    ".endif\n\t"                                                                           \
+    "breq 6f\n\t"                                                                          \
+    "ldi  r24, 0x7f\n\t"                                                                   \
+    "sbrc " a2 ", 7\n\t"                                                                   \
+    "ldi  r24, 0x80\n\t"                                                                   \
+    "6:\n\t"                                                                               \
     "st   Y+, r24\n\t"                                                                     \
     ".elseif %[s] >= 8\n\t"   /* sum >> 8 fits int16 */                                    \
     ".rept %[s] - 8\n\t"                                                                   \
@@ -643,7 +673,7 @@ KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kw
             "pop  r28\n\t"                                                                 \
             : "+z"(o_), "+x"(v_)                                                           \
             : [wm] "i"(wsym), [cols] "i"(ncols), [nb] "i"(nblk), [raw] "i"(raw_),          \
-              [s] "i"(s_), [rnd] "i"((raw_) || (s_) < 1 ? 0 : 1 << ((s_) - 1))             \
+              [s] "i"(s_), [rnd] "i"((raw_) == 1 || (s_) < 1 ? 0 : 1 << ((s_) - 1))             \
             : "r0", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12",   \
               "r13", "r16", "r17", "r18", "r19", "r20", "r21", "r22", "r23", "r24", "r25", \
               "memory");                                                                   \
@@ -1484,32 +1514,46 @@ KWS_INLINE int8_t gate8(int32_t a, int8_t bz, int8_t bc, int8_t h)
 
 /* ---- AVR: the recurrent half of the int8-state step in assembly -----------------------------
  * One loop over the hidden units, everything in registers (about 200 cycles a unit):
- *   a   = 2^(PW-1) + W2[r] . tw + U2[r] . tu      24 bits (|a| <= 12 * 127 * 128 + 64)
- *   pre = a >> PW                                 (= rsr(W2 . tw + U2 . tu, PW))
- *   z   = zz in [0, 255] ? zz >> 1 : zz < 0 ? 0 : 128,   zz = pre + bz' + 128
- *   c   = sat8(pre + bc')
+ *   a   = 2^(PW-1) + (bz' + 128) 2^PW + W2[r] . tw + U2[r] . tu      24 bits
+ *   zz  = a >> PW                                 (= rsr(W2 . tw + U2 . tu, PW) + bz' + 128)
+ *   z   = zz in [0, 255] ? zz >> 1 : zz < 0 ? 0 : 128
+ *   c   = sat8(zz + (bc' - bz' - 128))            (= sat8(pre + bc'))
  *   g   = (((ZETA (128 - z) + 64) << 1) >> 8) + NU      (= rsr(ZETA (128 - z), 7) + NU)
  *   h'  = sat8((2 z h + g c + 128) >> 8)          (2 z h and g c both fit int16)
- * bz' + 128 and bc' come from a RAM table of int16 (kws_bias8), filled from the stored int8
- * biases by kws_bias8_fill (kws_reset, and the first step if no reset came before).
- * For dense int8 W2 and U2, ranks <= 6, 1 <= PW <= 7, bias shifts >= -8 (|b'| < 2^15),
+ * The start value and bc' - bz' - 128 come from a RAM table (kws_bias8), filled from the
+ * stored int8 biases by kws_bias8_fill (kws_reset, and the first step if no reset came before).
+ * |a| <= 12 * 127 * 128 + (2^15 + 128) 2^7 + 64 < 2^23, |bc' - bz' - 128| < 2^16 - 128.
+ * For dense int8 W2 and U2, ranks <= 6, 1 <= PW <= 7, bias shifts >= -7 (|b'| <= 2^14),
  * hidden <= 63. Registers: r16..r21 tw (muls wants r16..r23), r2..r7 tu (moved to r23 for
  * each product), r22 the weight, r8:r9:r10 the sum, r11 zero, r12:r13 the U2 pointer,
  * Z the W2 pointer, X h (in place), Y the bias table (saved: it may be the frame pointer). */
 #if defined(KWS_ASM) && !KWS_W2_SPARSE && !KWS_U2_SPARSE && KWS_RANK_W <= 6 && \
-    KWS_RANK_U <= 6 && KWS_SHIFT_PW >= 1 && KWS_SHIFT_PW <= 7 && KWS_SHIFT_BZ >= -8 && \
-    KWS_SHIFT_BC >= -8 && KWS_HIDDEN <= 63
+    KWS_RANK_U <= 6 && KWS_SHIFT_PW >= 1 && KWS_SHIFT_PW <= 7 && KWS_SHIFT_BZ >= -7 && \
+    KWS_SHIFT_BC >= -7 && KWS_HIDDEN <= 63
 #define KWS_REC8_ASM 1
 
-static int16_t kws_bias8[2 * KWS_HIDDEN];  /* bz' + 128, bc' of every unit */
+/* per unit: the sum's start value 2^(PW-1) + (bz' + 128) 2^PW (3 bytes: a >> PW is then zz
+ * itself, exactly), and bc' - bz' - 128 (2 bytes: cc = zz + it) */
+static uint8_t kws_bias8[5 * KWS_HIDDEN];
+static int32_t kws_bcls8[KWS_N_CLASSES];     /* bcls' */
 static uint8_t kws_bias8_ready;
 
 static void kws_bias8_fill(void)
 {
     kws_idx r;
+    for (r = 0; r < KWS_N_CLASSES; r++)
+        kws_bcls8[r] = bias_value((int8_t)KWS_READ_U8(kws_bcls + r), KWS_SHIFT_BCLS);
     for (r = 0; r < KWS_HIDDEN; r++) {
-        kws_bias8[2 * r] = (int16_t)(bias_value((int8_t)KWS_READ_U8(kws_bz + r), KWS_SHIFT_BZ) + 128);
-        kws_bias8[2 * r + 1] = (int16_t)bias_value((int8_t)KWS_READ_U8(kws_bc + r), KWS_SHIFT_BC);
+        int32_t bz = bias_value((int8_t)KWS_READ_U8(kws_bz + r), KWS_SHIFT_BZ) + 128;
+        int32_t bc = bias_value((int8_t)KWS_READ_U8(kws_bc + r), KWS_SHIFT_BC);
+        uint32_t start = (uint32_t)(bz * ((int32_t)1 << KWS_SHIFT_PW)) + (1u << (KWS_SHIFT_PW - 1));
+        uint16_t d = (uint16_t)(int16_t)(bc - bz);
+        uint8_t *t = kws_bias8 + 5 * r;
+        t[0] = (uint8_t)start;
+        t[1] = (uint8_t)(start >> 8);
+        t[2] = (uint8_t)(start >> 16);
+        t[3] = (uint8_t)d;
+        t[4] = (uint8_t)(d >> 8);
     }
     kws_bias8_ready = 1;
 }
@@ -1565,10 +1609,9 @@ static void kws_rec8_asm(const int8_t *tw_, const int8_t *tu, int8_t *h)
         "ldi  r24, hi8(%[u2])\n\t"
         "mov  r13, r24\n\t"
         "0:\n\t"
-        "ldi  r24, %[rnd]\n\t"
-        "mov  r8, r24\n\t"
-        "clr  r9\n\t"
-        "clr  r10\n\t"
+        "ld   r8, Y+\n\t"
+        "ld   r9, Y+\n\t"
+        "ld   r10, Y+\n\t"
         KWS_R8W(0, "r16") KWS_R8W(1, "r17") KWS_R8W(2, "r18")
         KWS_R8W(3, "r19") KWS_R8W(4, "r20") KWS_R8W(5, "r21")
         "movw r24, r30\n\t"
@@ -1577,29 +1620,22 @@ static void kws_rec8_asm(const int8_t *tw_, const int8_t *tu, int8_t *h)
         KWS_R8U(3, "r5") KWS_R8U(4, "r6") KWS_R8U(5, "r7")
         "movw r12, r30\n\t"
         "movw r30, r24\n\t"
-        /* pre = a >> PW */
+        /* zz = a >> PW = pre + bz' + 128 (r10:r9:r8); z in r24 */
         ".rept %[pw]\n\t"
         "asr  r10\n\t"
         "ror  r9\n\t"
         "ror  r8\n\t"
         ".endr\n\t"
-        /* zz = pre + bz' + 128 in r14:r25:r24; z in r24 */
-        "ld   r24, Y+\n\t"
-        "ld   r25, Y+\n\t"
-        "mov  r14, r25\n\t"
-        "lsl  r14\n\t"
-        "sbc  r14, r14\n\t"
-        "add  r24, r8\n\t"
-        "adc  r25, r9\n\t"
-        "adc  r14, r10\n\t"
+        "mov  r24, r8\n\t"
         "lsr  r24\n\t"
-        "or   r25, r14\n\t"
+        "mov  r25, r9\n\t"
+        "or   r25, r10\n\t"
         "breq 1f\n\t"
         "ldi  r24, 128\n\t"
-        "sbrc r14, 7\n\t"
+        "sbrc r10, 7\n\t"
         "clr  r24\n\t"
         "1:\n\t"
-        /* cc = pre + bc' in r14:r23:r22; c = sat8(cc) in r25 */
+        /* cc = zz + bc' - bz' - 128 in r14:r23:r22; c = sat8(cc) in r25 */
         "ld   r22, Y+\n\t"
         "ld   r23, Y+\n\t"
         "mov  r14, r23\n\t"
@@ -1673,7 +1709,7 @@ static void kws_rec8_asm(const int8_t *tw_, const int8_t *tu, int8_t *h)
         : "+x"(h), "+z"(tu), "+r"(tw)
         : [rw] "i"(KWS_RANK_W), [ru] "i"(KWS_RANK_U), [pw] "i"(KWS_SHIFT_PW),
           [rnd] "i"(1 << (KWS_SHIFT_PW - 1)), [zeta] "i"(KWS_ZETA), [nu] "i"(KWS_NU),
-          [bt] "i"(kws_bias8), [bend] "i"(kws_bias8 + 2 * KWS_HIDDEN), [w2] "i"(kws_W2),
+          [bt] "i"(kws_bias8), [bend] "i"(kws_bias8 + 5 * KWS_HIDDEN), [w2] "i"(kws_W2),
           [u2] "i"(kws_U2)
         : "r0", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "r13",
           "r14", "r15", "r16", "r17", "r18", "r19", "r20", "r21", "r24", "r25", "memory");
@@ -1740,6 +1776,9 @@ void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASS
 
     /* tw = sat8(rsr(W1 . x, TW)) */
     STREAM(kws_W1, KWS_W1_MASK_PTR, w, m);
+#if KWS_X3 && KWS_RANK_W % 3 == 0 && KWS_SHIFT_TW >= 0 && KWS_SHIFT_TW <= 15
+    mat_x3_asm(kws_W1, x, KWS_N_IN, KWS_RANK_W / 3, tw, 2, KWS_SHIFT_TW);
+#else
 #if KWS_X3
     mat_x3_asm(kws_W1, x, KWS_N_IN, KWS_RANK_W / 3, acc, 1, 0);
     w.p += KWS_RANK_W / 3 * 3 * KWS_N_IN;
@@ -1749,9 +1788,13 @@ void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASS
     mat_x(&w, &m, KWS_W1_SPARSE, x, KWS_N_IN, KWS_RANK_W, acc);
 #endif
     rows_to_t8(tw, acc, KWS_RANK_W, KWS_SHIFT_TW);
+#endif
 
     /* tu = sat8(rsr(U1 . h, TU)) */
     STREAM(kws_U1, KWS_U1_MASK_PTR, w, m);
+#if KWS_X3_U1 && KWS_RANK_U % 3 == 0 && KWS_SHIFT_TU >= 0 && KWS_SHIFT_TU <= 15
+    mat_x3_asm(kws_U1, s->h, KWS_HIDDEN, KWS_RANK_U / 3, tu, 2, KWS_SHIFT_TU);
+#else
 #if KWS_X3_U1
     mat_x3_asm(kws_U1, s->h, KWS_HIDDEN, KWS_RANK_U / 3, acc, 1, 0);
     w.p += KWS_RANK_U / 3 * 3 * KWS_HIDDEN;
@@ -1761,6 +1804,7 @@ void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASS
     mat_x(&w, &m, KWS_U1_SPARSE, s->h, KWS_HIDDEN, KWS_RANK_U, acc);
 #endif
     rows_to_t8(tu, acc, KWS_RANK_U, KWS_SHIFT_TU);
+#endif
 
     /* pre, the gates, h' (in place) */
 #ifdef KWS_REC8_ASM
@@ -1779,8 +1823,13 @@ void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASS
 #else
     mat_x(&w, &m, KWS_WC_SPARSE, s->h, KWS_HIDDEN, KWS_N_CLASSES, scores);
 #endif
+#ifdef KWS_REC8_ASM
+    for (k = 0; k < KWS_N_CLASSES; k++)
+        scores[k] += kws_bcls8[k];
+#else
     for (k = 0; k < KWS_N_CLASSES; k++)
         scores[k] += bias_value((int8_t)KWS_READ_U8(kws_bcls + k), KWS_SHIFT_BCLS);
+#endif
 }
 #endif
 
