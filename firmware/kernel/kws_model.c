@@ -1518,23 +1518,23 @@ KWS_INLINE int8_t gate8(int32_t a, int8_t bz, int8_t bc, int8_t h)
  *   zz  = a >> PW                                 (= rsr(W2 . tw + U2 . tu, PW) + bz' + 128)
  *   z   = zz in [0, 255] ? zz >> 1 : zz < 0 ? 0 : 128
  *   c   = sat8(zz + (bc' - bz' - 128))            (= sat8(pre + bc'))
- *   g   = (((ZETA (128 - z) + 64) << 1) >> 8) + NU      (= rsr(ZETA (128 - z), 7) + NU)
- *   h'  = sat8((2 z h + g c + 128) >> 8)          (2 z h and g c both fit int16)
+ *   g   = ((K - ZETA z) << 1) >> 8, K = 128 (ZETA + NU) + 64   (= rsr(ZETA (128 - z), 7) + NU)
+ *   h'  = sat8((g c + (2 z h + 128)) >> 8)        (two int16 summed in 16 bits, overflow: V)
  * The start value and bc' - bz' - 128 come from a RAM table (kws_bias8), filled from the
  * stored int8 biases by kws_bias8_fill (kws_reset, and the first step if no reset came before).
  * |a| <= 12 * 127 * 128 + (2^15 + 128) 2^7 + 64 < 2^23, |bc' - bz' - 128| < 2^16 - 128.
  * For dense int8 W2 and U2, ranks <= 6, 1 <= PW <= 7, bias shifts >= -7 (|b'| <= 2^14),
- * hidden <= 63. Registers: r16..r21 tw (muls wants r16..r23), r2..r7 tu (moved to r23 for
+ * hidden <= 42 (the table under 256 bytes). Registers: r16..r21 tw (muls wants r16..r23), r2..r7 tu (moved to r23 for
  * each product), r22 the weight, r8:r9:r10 the sum, r11 zero, r12:r13 the U2 pointer,
  * Z the W2 pointer, X h (in place), Y the bias table (saved: it may be the frame pointer). */
 #if defined(KWS_ASM) && !KWS_W2_SPARSE && !KWS_U2_SPARSE && KWS_RANK_W <= 6 && \
     KWS_RANK_U <= 6 && KWS_SHIFT_PW >= 1 && KWS_SHIFT_PW <= 7 && KWS_SHIFT_BZ >= -7 && \
-    KWS_SHIFT_BC >= -7 && KWS_HIDDEN <= 63
+    KWS_SHIFT_BC >= -7 && KWS_HIDDEN <= 42
 #define KWS_REC8_ASM 1
 
 /* per unit: the sum's start value 2^(PW-1) + (bz' + 128) 2^PW (3 bytes: a >> PW is then zz
- * itself, exactly), and bc' - bz' - 128 (2 bytes: cc = zz + it) */
-static uint8_t kws_bias8[5 * KWS_HIDDEN];
+ * itself, exactly), and bc' - bz' - 128 (3 bytes: cc = zz + it) */
+static uint8_t kws_bias8[6 * KWS_HIDDEN];
 static int32_t kws_bcls8[KWS_N_CLASSES];     /* bcls' */
 static uint8_t kws_bias8_ready;
 
@@ -1547,13 +1547,14 @@ static void kws_bias8_fill(void)
         int32_t bz = bias_value((int8_t)KWS_READ_U8(kws_bz + r), KWS_SHIFT_BZ) + 128;
         int32_t bc = bias_value((int8_t)KWS_READ_U8(kws_bc + r), KWS_SHIFT_BC);
         uint32_t start = (uint32_t)(bz * ((int32_t)1 << KWS_SHIFT_PW)) + (1u << (KWS_SHIFT_PW - 1));
-        uint16_t d = (uint16_t)(int16_t)(bc - bz);
-        uint8_t *t = kws_bias8 + 5 * r;
+        uint32_t d = (uint32_t)(bc - bz);
+        uint8_t *t = kws_bias8 + 6 * r;
         t[0] = (uint8_t)start;
         t[1] = (uint8_t)(start >> 8);
         t[2] = (uint8_t)(start >> 16);
         t[3] = (uint8_t)d;
         t[4] = (uint8_t)(d >> 8);
+        t[5] = (uint8_t)(d >> 16);
     }
     kws_bias8_ready = 1;
 }
@@ -1635,12 +1636,10 @@ static void kws_rec8_asm(const int8_t *tw_, const int8_t *tu, int8_t *h)
         "sbrc r10, 7\n\t"
         "clr  r24\n\t"
         "1:\n\t"
-        /* cc = zz + bc' - bz' - 128 in r14:r23:r22; c = sat8(cc) in r25 */
+        /* cc = zz + (bc' - bz' - 128) (3 bytes) in r14:r23:r22; c = sat8(cc) in r25 */
         "ld   r22, Y+\n\t"
         "ld   r23, Y+\n\t"
-        "mov  r14, r23\n\t"
-        "lsl  r14\n\t"
-        "sbc  r14, r14\n\t"
+        "ld   r14, Y+\n\t"
         "add  r22, r8\n\t"
         "adc  r23, r9\n\t"
         "adc  r14, r10\n\t"
@@ -1655,47 +1654,36 @@ static void kws_rec8_asm(const int8_t *tw_, const int8_t *tu, int8_t *h)
         "sbrc r14, 7\n\t"
         "ldi  r25, 0x80\n\t"
         "2:\n\t"
-        /* g in r23 */
-        "ldi  r23, 128\n\t"
-        "sub  r23, r24\n\t"
-        "ldi  r22, %[zeta]\n\t"
-        "mul  r23, r22\n\t"
-        "ldi  r22, 64\n\t"
-        "add  r0, r22\n\t"
-        "adc  r1, r11\n\t"
-        "lsl  r0\n\t"
-        "rol  r1\n\t"
-        "mov  r23, r1\n\t"
-        "subi r23, lo8(-(%[nu]))\n\t"
-        /* S = g c (r25:r15:r14), + 2 z h, + 128 */
+        /* g = ((K - ZETA z) << 1) >> 8 in r23, K = 128 (ZETA + NU) + 64: the same as
+         * rsr(ZETA (128 - z), 7) + NU (0 < K - ZETA z <= 32576) */
+        "ldi  r23, %[zeta]\n\t"
+        "mul  r24, r23\n\t"
+        "ldi  r22, lo8(%[k])\n\t"
+        "ldi  r23, hi8(%[k])\n\t"
+        "sub  r22, r0\n\t"
+        "sbc  r23, r1\n\t"
+        "lsl  r22\n\t"
+        "rol  r23\n\t"
+        /* S = g c + (2 z h + 128): two int16 (|g c| <= 32512, 2 z h + 128 in
+         * [-32640, 32640]) added in 16 bits; h' = S >> 8 = r15, unless the sum left int16
+         * (V): then +-saturated by the true sign (N xor V) */
         "mov  r22, r25\n\t"
         "mulsu r22, r23\n\t"
         "movw r14, r0\n\t"
-        "mov  r25, r1\n\t"
-        "lsl  r25\n\t"
-        "sbc  r25, r25\n\t"
         "ld   r22, X\n\t"
         "mov  r23, r24\n\t"
         "mulsu r22, r23\n\t"
         "lsl  r0\n\t"
         "rol  r1\n\t"
-        "sbc  r24, r24\n\t"
+        "ldi  r22, 0x80\n\t"
+        "add  r0, r22\n\t"
+        "adc  r1, r11\n\t"
         "add  r14, r0\n\t"
         "adc  r15, r1\n\t"
-        "adc  r25, r24\n\t"
-        "ldi  r22, 0x80\n\t"
-        "add  r14, r22\n\t"
-        "adc  r15, r11\n\t"
-        "adc  r25, r11\n\t"
-        /* h' = sat8(r25:r15) */
         "mov  r23, r15\n\t"
-        "mov  r22, r15\n\t"
-        "lsl  r22\n\t"
-        "sbc  r22, r22\n\t"
-        "cp   r22, r25\n\t"
-        "breq 3f\n\t"
+        "brvc 3f\n\t"
         "ldi  r23, 0x7f\n\t"
-        "sbrc r25, 7\n\t"
+        "brge 3f\n\t"
         "ldi  r23, 0x80\n\t"
         "3:\n\t"
         "st   X+, r23\n\t"
@@ -1708,8 +1696,8 @@ static void kws_rec8_asm(const int8_t *tw_, const int8_t *tu, int8_t *h)
         "clr  __zero_reg__\n\t"
         : "+x"(h), "+z"(tu), "+r"(tw)
         : [rw] "i"(KWS_RANK_W), [ru] "i"(KWS_RANK_U), [pw] "i"(KWS_SHIFT_PW),
-          [rnd] "i"(1 << (KWS_SHIFT_PW - 1)), [zeta] "i"(KWS_ZETA), [nu] "i"(KWS_NU),
-          [bt] "i"(kws_bias8), [bend] "i"(kws_bias8 + 5 * KWS_HIDDEN), [w2] "i"(kws_W2),
+          [zeta] "i"(KWS_ZETA), [k] "i"(128L * (KWS_ZETA + KWS_NU) + 64),
+          [bt] "i"(kws_bias8), [bend] "i"(kws_bias8 + 6 * KWS_HIDDEN), [w2] "i"(kws_W2),
           [u2] "i"(kws_U2)
         : "r0", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "r13",
           "r14", "r15", "r16", "r17", "r18", "r19", "r20", "r21", "r24", "r25", "memory");
