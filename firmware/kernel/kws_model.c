@@ -558,7 +558,7 @@ KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kw
     KWS_XMAC("r19", a0, a1, a2) KWS_XMAC("r20", a0, a1, a2) KWS_XMAC("r21", a0, a1, a2)    \
     KWS_XMAC("r22", a0, a1, a2) KWS_XMAC("r23", a0, a1, a2)
 #define KWS_XOUT(a0, a1, a2)                                                               \
-    ".if %[raw] == 1\n\t"                                                                  \
+    ".if %[raw] & 1\n\t"     /* 1, 3: int32 */                                             \
     "st   Y+, " a0 "\n\t"                                                                  \
     "st   Y+, " a1 "\n\t"                                                                  \
     "st   Y+, " a2 "\n\t"                                                                  \
@@ -626,7 +626,11 @@ KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kw
     "mov  " a1 ", r25\n\t"     \
     "clr  " a2 "\n\t"
 
-#define mat_x3_asm(wsym, v, ncols, nblk, out, raw_, s_)                                    \
+#define mat_x3_asm(wsym, v, ncols, nblk, out, raw_, s_) \
+    mat_x3b_asm(wsym, v, ncols, nblk, out, raw_, s_, kws_params)
+/* raw_ = 3: as 1, each row's sum starting from a 24-bit value of the RAM table bsym (3 bytes
+ * a row: the int8-state class biases) */
+#define mat_x3b_asm(wsym, v, ncols, nblk, out, raw_, s_, bsym)                             \
     do {                                                                                   \
         const void *v_ = (v);                                                              \
         void *o_ = (out);                                                                  \
@@ -639,11 +643,26 @@ KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kw
             "clr  r11\n\t"                                                                 \
             "ldi  r24, %[nb]\n\t"                                                          \
             "mov  r13, r24\n\t"                                                            \
+            ".if %[raw] == 3\n\t"                                                         \
+            "ldi  r24, lo8(%[bp])\n\t"                                                     \
+            "ldi  r25, hi8(%[bp])\n\t"                                                     \
+            ".endif\n\t"                                                                   \
             "0:\n\t"                                                                       \
+            ".if %[raw] == 3\n\t"    /* start values from the table (Z, then r14:r15) */  \
+            "movw r14, r30\n\t"                                                            \
+            "movw r30, r24\n\t"                                                            \
+            "ld   r2, Z+\n\t" "ld   r3, Z+\n\t" "ld   r4, Z+\n\t"                           \
+            "ld   r5, Z+\n\t" "ld   r6, Z+\n\t" "ld   r7, Z+\n\t"                           \
+            "ld   r8, Z+\n\t" "ld   r9, Z+\n\t" "ld   r10, Z+\n\t"                          \
+            "movw r24, r30\n\t"                                                            \
+            "movw r30, r14\n\t"                                                            \
+            "movw r14, r24\n\t"                                                            \
+            ".else\n\t"                                                                    \
             "ldi  r24, lo8(%[rnd])\n\t"                                                    \
             "ldi  r25, hi8(%[rnd])\n\t"                                                    \
             KWS_XSTART("r2", "r3", "r4") KWS_XSTART("r5", "r6", "r7")                      \
             KWS_XSTART("r8", "r9", "r10")                                                  \
+            ".endif\n\t"                                                                   \
             "ldi  r24, %[cols] / 8\n\t"                                                    \
             "mov  r12, r24\n\t"                                                            \
             "1:\n\t"                                                                       \
@@ -665,6 +684,9 @@ KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kw
             "sbiw r26, %[cols]\n\t"            /* X: back to x[0] */                       \
             "clr  __zero_reg__\n\t"                                                        \
             KWS_XOUT("r2", "r3", "r4") KWS_XOUT("r5", "r6", "r7") KWS_XOUT("r8", "r9", "r10")\
+            ".if %[raw] == 3\n\t"                                                         \
+            "movw r24, r14\n\t"                                                            \
+            ".endif\n\t"                                                                   \
             "dec  r13\n\t"                                                                 \
             "breq 3f\n\t"                                                                  \
             "rjmp 0b\n\t"                                                                  \
@@ -673,9 +695,10 @@ KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kw
             "pop  r28\n\t"                                                                 \
             : "+z"(o_), "+x"(v_)                                                           \
             : [wm] "i"(wsym), [cols] "i"(ncols), [nb] "i"(nblk), [raw] "i"(raw_),          \
-              [s] "i"(s_), [rnd] "i"((raw_) == 1 || (s_) < 1 ? 0 : 1 << ((s_) - 1))             \
+              [s] "i"(s_), [rnd] "i"((raw_) & 1 || (s_) < 1 ? 0 : 1 << ((s_) - 1)),            \
+              [bp] "i"(bsym)                                                               \
             : "r0", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12",   \
-              "r13", "r16", "r17", "r18", "r19", "r20", "r21", "r22", "r23", "r24", "r25", \
+              "r13", "r14", "r15", "r16", "r17", "r18", "r19", "r20", "r21", "r22", "r23", "r24", "r25", \
               "memory");                                                                   \
     } while (0)
 
@@ -1523,26 +1546,34 @@ KWS_INLINE int8_t gate8(int32_t a, int8_t bz, int8_t bc, int8_t h)
  * The start value and bc' - bz' - 128 come from a RAM table (kws_bias8), filled from the
  * stored int8 biases by kws_bias8_fill (kws_reset, and the first step if no reset came before).
  * |a| <= 12 * 127 * 128 + (2^15 + 128) 2^7 + 64 < 2^23, |bc' - bz' - 128| < 2^16 - 128.
- * For dense int8 W2 and U2, ranks <= 6, 1 <= PW <= 7, bias shifts >= -7 (|b'| <= 2^14),
+ * For dense int8 W2 and U2, ranks <= 6, 1 <= PW <= 7, bias shifts >= -7 (|b'| <= 2^14), the
+ * class biases' >= -15 (they fit 24 bits, the start values of the Wc rows: kws_bcls8),
  * hidden <= 42 (the table under 256 bytes). Registers: r16..r21 tw (muls wants r16..r23), r2..r7 tu (moved to r23 for
  * each product), r22 the weight, r8:r9:r10 the sum, r11 zero, r12:r13 the U2 pointer,
  * Z the W2 pointer, X h (in place), Y the bias table (saved: it may be the frame pointer). */
 #if defined(KWS_ASM) && !KWS_W2_SPARSE && !KWS_U2_SPARSE && KWS_RANK_W <= 6 && \
     KWS_RANK_U <= 6 && KWS_SHIFT_PW >= 1 && KWS_SHIFT_PW <= 7 && KWS_SHIFT_BZ >= -7 && \
-    KWS_SHIFT_BC >= -7 && KWS_HIDDEN <= 42
+    KWS_SHIFT_BC >= -7 && KWS_SHIFT_BCLS >= -15 && KWS_HIDDEN <= 42
 #define KWS_REC8_ASM 1
 
 /* per unit: the sum's start value 2^(PW-1) + (bz' + 128) 2^PW (3 bytes: a >> PW is then zz
  * itself, exactly), and bc' - bz' - 128 (3 bytes: cc = zz + it) */
 static uint8_t kws_bias8[6 * KWS_HIDDEN];
-static int32_t kws_bcls8[KWS_N_CLASSES];     /* bcls' */
+static uint8_t kws_bcls8[3 * KWS_N_CLASSES]; /* bcls', 24 bits (|bcls'| <= 127 2^15) */
+#if KWS_SHIFT_BCLS >= -15
+#define KWS_WC8_BIAS 1
+#endif
 static uint8_t kws_bias8_ready;
 
 static void kws_bias8_fill(void)
 {
     kws_idx r;
-    for (r = 0; r < KWS_N_CLASSES; r++)
-        kws_bcls8[r] = bias_value((int8_t)KWS_READ_U8(kws_bcls + r), KWS_SHIFT_BCLS);
+    for (r = 0; r < KWS_N_CLASSES; r++) {
+        uint32_t b = (uint32_t)bias_value((int8_t)KWS_READ_U8(kws_bcls + r), KWS_SHIFT_BCLS);
+        kws_bcls8[3 * r] = (uint8_t)b;
+        kws_bcls8[3 * r + 1] = (uint8_t)(b >> 8);
+        kws_bcls8[3 * r + 2] = (uint8_t)(b >> 16);
+    }
     for (r = 0; r < KWS_HIDDEN; r++) {
         int32_t bz = bias_value((int8_t)KWS_READ_U8(kws_bz + r), KWS_SHIFT_BZ) + 128;
         int32_t bc = bias_value((int8_t)KWS_READ_U8(kws_bc + r), KWS_SHIFT_BC);
@@ -1750,6 +1781,11 @@ static void kws_rec8_c(const int8_t *tw, const int8_t *tu, int8_t *h)
 #define KWS_X3_WC 0
 #endif
 #define KWS_BLOCK8 KWS_MAX2(KWS_RANK_W, KWS_RANK_U)
+#if KWS_X3_WC && defined(KWS_WC8_BIAS)
+#define KWS_WC8_BIASED (KWS_N_CLASSES / 3 * 3)
+#else
+#define KWS_WC8_BIASED 0
+#endif
 
 #if defined(__GNUC__)
 __attribute__((noinline))  /* one call per frame: keep the timed region a plain call */
@@ -1803,7 +1839,9 @@ void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASS
 
     /* scores = Wc . h' + bcls' */
     STREAM(kws_Wc, KWS_WC_MASK_PTR, w, m);
-#if KWS_X3_WC
+#if KWS_X3_WC && defined(KWS_WC8_BIAS)
+    mat_x3b_asm(kws_Wc, s->h, KWS_HIDDEN, KWS_N_CLASSES / 3, scores, 3, 0, kws_bcls8);
+#elif KWS_X3_WC
     mat_x3_asm(kws_Wc, s->h, KWS_HIDDEN, KWS_N_CLASSES / 3, scores, 1, 0);
     w.p += KWS_N_CLASSES / 3 * 3 * KWS_HIDDEN;
     if (KWS_N_CLASSES % 3)
@@ -1812,8 +1850,12 @@ void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASS
     mat_x(&w, &m, KWS_WC_SPARSE, s->h, KWS_HIDDEN, KWS_N_CLASSES, scores);
 #endif
 #ifdef KWS_REC8_ASM
-    for (k = 0; k < KWS_N_CLASSES; k++)
-        scores[k] += kws_bcls8[k];
+    /* the class biases of the rows the block kernel did not start from them */
+    for (k = KWS_WC8_BIASED; k < KWS_N_CLASSES; k++) {
+        const uint8_t *t = kws_bcls8 + 3 * k;
+        scores[k] += (int32_t)((uint32_t)t[0] | (uint32_t)t[1] << 8 |
+                               (uint32_t)(int32_t)(int8_t)t[2] << 16);
+    }
 #else
     for (k = 0; k < KWS_N_CLASSES; k++)
         scores[k] += bias_value((int8_t)KWS_READ_U8(kws_bcls + k), KWS_SHIFT_BCLS);
