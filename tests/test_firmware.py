@@ -518,3 +518,85 @@ def test_int8_state_assembly_and_c_paths_agree(dense8_run, tmp_path):
     _, slow = build_and_run(model, frames[:2, :30], tmp_path, cppflags="-DKWS_NO_ASM")
     np.testing.assert_array_equal(slow.scores, fast.scores[:2, :30])
     assert np.median(slow.cycles) > 1.5 * np.median(fast.cycles)
+
+
+def _exp_model8(seed, exps, zeta, nu, hidden=24, rank_w=6, rank_u=6, n_classes=12):
+    """A dense int8-state model with full-range random weights and chosen exponents:
+    tw = eW1 + 1, tu = eU1 + 2, pw = pu = eR - 3 (eR = eW2 = eU2), bz/bc = e - 7,
+    bcls = e_bcls - e_Wc - 6."""
+    from kws.quant.intmodel import IntModel
+
+    rng = np.random.default_rng(seed)
+    shapes = {"W1": (rank_w, 32), "W2": (hidden, rank_w), "U1": (rank_u, hidden),
+              "U2": (hidden, rank_u), "Wc": (n_classes, hidden), "bz": (hidden,),
+              "bc": (hidden,), "bcls": (n_classes,)}
+    arrays = {k: rng.integers(-127, 128, s) for k, s in shapes.items()}
+    im = IntModel(32, hidden, rank_w, rank_u, n_classes, 5, 8, arrays, dict(exps),
+                  zeta=zeta, nu=nu, state_bits=8)
+    im.check_no_overflow()
+    assert all(f == "dense" for f in im.formats.values())
+    return im
+
+
+def _branches8(im, x):
+    """Which cases of the int8-state step the inputs reach (kws.quant.arith, state_bits 8):
+    tw / tu saturated high and low, zz below 0 / in [0, 255] / above, c saturated high and
+    low, 2 z h + g c + 128 outside int16 (the gate's overflow branch) either way."""
+    from kws.quant.arith import rshift_round
+
+    a, s = im.arrays, im.shifts()
+    _, h = im.run(x, return_state=True)
+    hp = np.concatenate([np.zeros_like(h[:, :1]), h[:, :-1]], 1)
+    tw_raw = rshift_round(x @ a["W1"].T, s["tw"])
+    tu_raw = rshift_round(hp @ a["U1"].T, s["tu"])
+    tw, tu = np.clip(tw_raw, -128, 127), np.clip(tu_raw, -128, 127)
+    pre = rshift_round(tw @ a["W2"].T + tu @ a["U2"].T, s["pw"])
+    zz = pre + rshift_round(a["bz"], s["bz"]) + 128
+    cc = pre + rshift_round(a["bc"], s["bc"])
+    z = np.clip(zz >> 1, 0, 128)
+    c = np.clip(cc, -128, 127)
+    g = rshift_round(im.zeta * (128 - z), 7) + im.nu
+    S = 2 * z * hp + g * c + 128
+    return {"tw+": (tw_raw > 127).any(), "tw-": (tw_raw < -128).any(),
+            "tu+": (tu_raw > 127).any(), "tu-": (tu_raw < -128).any(),
+            "z0": (zz < 0).any(), "zmid": ((zz >= 0) & (zz < 256)).any(), "z1": (zz >= 256).any(),
+            "c+": (cc > 127).any(), "c-": (cc < -128).any(), "cmid": (cc == c).any(),
+            "S+": (S >= 32768).any(), "S-": (S < -32768).any()}
+
+
+# name: (exponents, zeta, nu, shape, the branches the inputs must reach) chosen so that the
+# int8-state assembly (kws_rec8_asm, the sat8 and bias modes of the 3-row kernel) and its
+# C remainders take every branch; "slow" is outside the fast path (PW = 0: the C gates)
+FAST_PATH_MODELS8 = {
+    # PW 1; tw shift 9 (>= 8: bytes), tu 5; bz -7, bc +2, bcls -6; ZETA = NU = 127: the
+    # state saturates, the gate's 16-bit sum overflows both ways
+    "s8sat": ({"W1": 8, "U1": 3, "W2": 4, "U2": 4, "Wc": 0, "bz": 0, "bc": 9, "bcls": 0},
+              127, 127, {}, {"tw+", "tw-", "tu+", "tu-", "z0", "z1", "c+", "c-", "S+", "S-"}),
+    # PW 7; tw shift 4, tu 9; bz +3, bc -6, bcls +5 (rounds); 11 classes (3 blocks + 2 rows)
+    "s8mid": ({"W1": 3, "U1": 7, "W2": 10, "U2": 10, "Wc": 3, "bz": 10, "bc": 1, "bcls": 14},
+              90, 5, {"n_classes": 11}, {"zmid", "cmid", "z0", "z1"}),
+    # odd sizes: the row kernels for U1 and Wc, 1 + 3 rows of W1, ranks 4/5 in the gate loop
+    "s8odd": ({"W1": 6, "U1": 5, "W2": 6, "U2": 6, "Wc": 2, "bz": 5, "bc": 6, "bcls": 9},
+              60, 20, {"hidden": 21, "rank_w": 4, "rank_u": 5, "n_classes": 7}, {"zmid"}),
+    # PW 0: the C gates on AVR (no fast path), bias shift -8
+    "s8slow": ({"W1": 6, "U1": 5, "W2": 3, "U2": 3, "Wc": 2, "bz": -1, "bc": 6, "bcls": 9},
+               100, 10, {}, {"zmid"}),
+}
+
+
+@needs_avr
+@pytest.mark.parametrize("name", list(FAST_PATH_MODELS8))
+def test_int8_state_fast_paths_on_the_board(name, tmp_path):
+    exps, zeta, nu, shape, reach = FAST_PATH_MODELS8[name]
+    im = _exp_model8(13, exps, zeta, nu, **shape)
+    x = golden.inputs(14, 32, n_seq=2, n_frames=40)
+    got = {k for k, v in _branches8(im, x).items() if v}
+    assert reach <= got, reach - got
+    folder = make_model_folder(tmp_path / name, im, name)
+    model = load_model(folder)
+    _, result = build_and_run(model, x, tmp_path / f"b-{name}")
+    np.testing.assert_array_equal(result.scores, im.run(x), err_msg=name)
+    if name in ("s8sat", "s8mid"):   # the fast path of the shipped shape
+        assert max(result.cycles) <= CYCLES8_MAX
+    if name == "s8slow":
+        assert min(result.cycles) > CYCLES8_MAX

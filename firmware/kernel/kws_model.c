@@ -1839,10 +1839,12 @@ void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASS
 
     /* scores = Wc . h' + bcls' */
     STREAM(kws_Wc, KWS_WC_MASK_PTR, w, m);
-#if KWS_X3_WC && defined(KWS_WC8_BIAS)
+#if KWS_X3_WC
+#if defined(KWS_WC8_BIAS)
     mat_x3b_asm(kws_Wc, s->h, KWS_HIDDEN, KWS_N_CLASSES / 3, scores, 3, 0, kws_bcls8);
-#elif KWS_X3_WC
+#else
     mat_x3_asm(kws_Wc, s->h, KWS_HIDDEN, KWS_N_CLASSES / 3, scores, 1, 0);
+#endif
     w.p += KWS_N_CLASSES / 3 * 3 * KWS_HIDDEN;
     if (KWS_N_CLASSES % 3)
         mat_x(&w, &m, 0, s->h, KWS_HIDDEN, KWS_N_CLASSES % 3, scores + KWS_N_CLASSES / 3 * 3);
