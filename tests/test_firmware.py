@@ -75,6 +75,11 @@ def test_golden_cases_cover_formats_and_saturation(cases):
     im, x = by["big8"][1], by["big8"][2]
     assert im.shifts()["tw"] < 0 and golden.saturation(im, x) == {"tw": True, "tu": True, "h": True}
     assert x.min() == -128 and x.max() == 127
+    # the int8-state arithmetic: its own cases, the big one saturating tw, tu and h (int8)
+    assert {"s8dense8", "s8sparse4", "s8mixed8", "s8big8", "s8big4"} <= names
+    im, x = by["s8big8"][1], by["s8big8"][2]
+    assert im.state_bits == 8 and im.shifts()["tw"] < 0
+    assert golden.saturation(im, x) == {"tw": True, "tu": True, "h": True}
 
 
 def test_kernel_matches_reference_bit_for_bit(cases, tmp_path):
@@ -600,3 +605,42 @@ def test_int8_state_fast_paths_on_the_board(name, tmp_path):
         assert max(result.cycles) <= CYCLES8_MAX
     if name == "s8slow":
         assert min(result.cycles) > CYCLES8_MAX
+
+
+def test_model_file_says_the_arithmetic_and_old_files_still_load(tmp_path):
+    """Format version 2 names the arithmetic (model.state_bits, and the hashed integer section
+    for int8 state); a version-1 file (int16 state, before it) loads unchanged, hash and
+    scores; the generated header names the arithmetic the firmware is built for."""
+    import json
+
+    x = golden.inputs(3, 32, n_seq=1, n_frames=40)
+    im8, im16 = golden.random_model(0, state_bits=8), golden.random_model(0)
+    f8 = make_model_folder(tmp_path / "m8", im8)
+    f16 = make_model_folder(tmp_path / "m16", im16)
+    d8, d16 = (json.loads((f / "model.json").read_text()) for f in (f8, f16))
+    assert d8["version"] == d16["version"] == 2
+    assert d8["model"]["state_bits"] == d8["integer"]["state_bits"] == 8
+    assert d16["model"]["state_bits"] == 16 and "state_bits" not in d16["integer"]
+    m8 = load_model(f8)
+    assert m8.int_model.state_bits == 8
+    np.testing.assert_array_equal(m8.int_model.run(x), im8.run(x))
+    assert "#define KWS_STATE_BITS 8" in model_header(m8.int_model)
+    assert "#define KWS_STATE_BITS 16" in model_header(load_model(f16).int_model)
+    # the same document as version 1 wrote it: no state_bits anywhere, the same hash
+    old = dict(d16, version=1, model={k: v for k, v in d16["model"].items() if k != "state_bits"})
+    (f16 / "model.json").write_text(json.dumps(old))
+    m16 = load_model(f16)
+    assert m16.hash == d16["hash"] and m16.int_model.state_bits == 16
+    np.testing.assert_array_equal(m16.int_model.run(x), im16.run(x))
+    shipped = REPO / "models" / "default" / "model.json"
+    if shipped.exists() and json.loads(shipped.read_text())["version"] == 1:
+        assert load_model(shipped.parent).int_model.state_bits == 16
+    # a version-1 file cannot hold an int8-state model; the two sections must agree
+    (f8 / "model.json").write_text(json.dumps(dict(d8, version=1)))
+    with pytest.raises(KwsError, match="version 1 has int16 state only"):
+        load_model(f8)
+    (f8 / "model.json").write_text(json.dumps(dict(d8, model=dict(d8["model"], state_bits=16))))
+    with pytest.raises(KwsError, match="model.state_bits 16 but the integer section's is 8"):
+        load_model(f8)
+    # the hash covers the arithmetic: the same arrays as int16 state are another model
+    assert d8["hash"] != d16["hash"]
