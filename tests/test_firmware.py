@@ -644,3 +644,19 @@ def test_model_file_says_the_arithmetic_and_old_files_still_load(tmp_path):
         load_model(f8)
     # the hash covers the arithmetic: the same arrays as int16 state are another model
     assert d8["hash"] != d16["hash"]
+
+
+@needs_avr
+def test_int8_state_hidden_state_in_infer_replies(dense8_run):
+    """INFER with the HIDDEN flag: an int8-state board sends its int8 state as int16, equal to
+    the reference's state (sign-extended)."""
+    model, frames, fw, _ = dense8_run
+    _, states = model.int_model.run(frames[:1, :12], return_state=True)
+    with SimBoard(fw.elf, freq=fw.f_cpu) as sim:
+        with Board(sim.port, fw.baud, timeout=10) as board:
+            board.open()
+            board.reset()
+            for t in range(12):
+                r = board.infer(frames[0, t], hidden=True)
+                np.testing.assert_array_equal(r.hidden, states[0, t])
+    assert states.min() < 0 < states.max()
