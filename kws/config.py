@@ -99,6 +99,7 @@ class ModelConfig:
     rank_w: int = 6
     rank_u: int = 6
     weight_bits: int = 8           # 8, or 4 (packed two per byte)
+    state_bits: int = 16           # the arithmetic (kws/quant/arith.py): 16 (int16 state) or 8
     qx: int = 5                    # fractional bits of the int8 input (normalised features)
     density: dict = field(default_factory=dict)  # factor -> fraction of weights kept, e.g. W1: 0.5
     pool_frames: int = 1           # the clip decision: mean of the last N frames' scores
@@ -110,6 +111,8 @@ class ModelConfig:
             raise KwsError(f"model.arch must be fastgrnn or gru, not {self.arch!r}")
         if self.weight_bits not in (4, 8):
             raise KwsError("model.weight_bits must be 4 or 8")
+        if self.state_bits not in (16, 8):
+            raise KwsError("model.state_bits must be 16 or 8")
         for k, v in self.density.items():
             if k not in ("W1", "W2", "U1", "U2", "Wc") or not isinstance(v, (int, float)) \
                     or not 0 < v <= 1:

@@ -10,9 +10,9 @@ from kws.quant.intmodel import IntModel, from_torch, pack_values, quantize_featu
 from kws.training.model import FastGRNN
 
 
-def random_model(seed, bits=8, hidden=16, rank_w=5, rank_u=4, density=None):
+def random_model(seed, bits=8, hidden=16, rank_w=5, rank_u=4, density=None, state_bits=16):
     torch.manual_seed(seed)
-    m = FastGRNN(32, hidden, rank_w, rank_u, 12, weight_bits=bits)
+    m = FastGRNN(32, hidden, rank_w, rank_u, 12, weight_bits=bits, state_bits=state_bits)
     with torch.no_grad():
         for p in m.parameters():
             p.add_(torch.randn_like(p) * 0.5)
@@ -40,6 +40,65 @@ def test_numpy_reference_equals_torch_integer_mode_bit_for_bit(seed, bits, densi
     np.testing.assert_allclose(real, torch_scores / 2.0 ** (im.exponents["Wc"] + 14), rtol=1e-6)
     assert np.abs(xq).max() == 128 or np.abs(xq).max() == 127
     np.testing.assert_array_equal(im.run(xq), torch_scores.astype(np.int64))
+
+
+@pytest.mark.parametrize("seed,bits,density,scale", [
+    (0, 8, None, 1.5), (1, 4, None, 1.5), (2, 8, {"W1": 0.3, "U2": 0.5}, 1.5),
+    (3, 8, None, 6.0), (4, 4, {"W2": 0.2}, 0.3)])
+def test_int8_state_reference_equals_torch_integer_mode_bit_for_bit(seed, bits, density, scale):
+    """state_bits 8: IntModel._run8 == FastGRNN._forward_int8, exactly (W2 and U2 sharing one
+    exponent); the C kernel's golden cases add saturating models (firmware/tests/golden.py)."""
+    m = random_model(seed, bits, density=density, state_bits=8)
+    x = torch.randn(6, 40, 32) * scale
+    im = from_torch(m)
+    assert im.state_bits == 8 and im.exponents["W2"] == im.exponents["U2"]
+    assert 0 <= im.zeta <= 127 and 0 <= im.nu <= 127
+    xq = quantize_features(x.numpy(), np.zeros(32), np.ones(32), m.qx)
+    with torch.no_grad():
+        torch_scores = m.forward_int(torch.from_numpy(xq)).numpy()
+        real = m(x, quant=True).numpy()
+    np.testing.assert_allclose(real, torch_scores / 2.0 ** (im.exponents["Wc"] + 6), rtol=1e-6)
+    scores, h = im.run(xq, return_state=True)
+    np.testing.assert_array_equal(scores, torch_scores.astype(np.int64))
+    assert h.min() >= -128 and h.max() <= 127
+    # the 16-bit arithmetic of the same weights is another function
+    im16 = from_torch(random_model(seed, bits, density=density))
+    assert not np.array_equal(im16.run(xq), scores)
+
+
+def test_int8_state_integer_model_tracks_float_model():
+    """Stated bound for the int8 state (coarser than Q14): on a random model, float and
+    integer scores differ by at most 3 % of the score range on average, 25 % at worst."""
+    torch.manual_seed(4)
+    m = FastGRNN(32, 16, 5, 4, 12, state_bits=8)
+    x = torch.randn(8, 60, 32)
+    with torch.no_grad():
+        f = m(x).numpy()
+        q = m(x, quant=True).numpy()
+    span = f.max() - f.min()
+    assert np.abs(f - q).mean() <= 0.03 * span and np.abs(f - q).max() <= 0.25 * span
+
+
+def test_int8_state_overflow_proof_and_refusals():
+    im = from_torch(random_model(6, state_bits=8))
+    im.check_no_overflow()
+    args = (32, 16, 5, 4, 12, 5, 8)
+    exps = dict(im.exponents, bcls=im.exponents["Wc"] + 6 + 1 - 30)  # bcls' = b << 29
+    with pytest.raises(KwsError, match="overflow int32 in Wc . h \\+ bcls"):
+        IntModel(*args, dict(im.arrays), exps, im.zeta, im.nu, state_bits=8).check_no_overflow()
+    exps = dict(im.exponents, bz=7 - 28)                            # bz' = b << 28
+    with pytest.raises(KwsError, match="overflow int32 in pre \\+ bias"):
+        IntModel(*args, dict(im.arrays), exps, im.zeta, im.nu, state_bits=8).check_no_overflow()
+    with pytest.raises(KwsError, match="one exponent for W2 and U2"):
+        IntModel(*args, dict(im.arrays), dict(im.exponents, U2=im.exponents["W2"] + 1),
+                 im.zeta, im.nu, state_bits=8)
+    with pytest.raises(KwsError, match="zeta 128 outside"):
+        IntModel(*args, dict(im.arrays), im.exponents, 128, im.nu, state_bits=8)
+    with pytest.raises(KwsError, match="state_bits 12"):
+        IntModel(*args, dict(im.arrays), im.exponents, im.zeta, im.nu, state_bits=12)
+    # 9 bytes of params (7 shifts, zeta and nu one byte each) instead of 11
+    im16 = IntModel(*args, dict(im.arrays), im.exponents, im.zeta, im.nu)
+    assert im.storage()["params"] == 9 and im16.storage()["params"] == 11
 
 
 def test_integer_model_tracks_float_model():

@@ -49,7 +49,9 @@
 #define KWS_INLINE static inline
 #endif
 
+#if KWS_STATE_BITS == 16
 #define ONE ((int32_t)1 << KWS_QH)
+#endif
 
 /* hidden units per pass of W2 and U2 (two int32 buffers of this size on the stack); the
  * buffers also hold W1 . x and U1 . h, so they are at least as long as the ranks */
@@ -59,8 +61,19 @@
 #if KWS_WEIGHT_BITS != 8 && KWS_WEIGHT_BITS != 4
 #error "KWS_WEIGHT_BITS must be 8 or 4"
 #endif
+#if KWS_STATE_BITS == 16
 #if KWS_QH != 14 || KWS_QA != 11
 #error "this kernel is written for QH = 14 and QA = 11 (kws/quant/arith.py)"
+#endif
+#elif KWS_STATE_BITS == 8
+#if KWS_QT != 4 || KWS_QS != 6 || KWS_QG != 7
+#error "the int8-state kernel is written for QT = 4, QS = 6 and QG = 7 (kws/quant/arith.py)"
+#endif
+#if KWS_ZETA < 0 || KWS_ZETA > 127 || KWS_NU < 0 || KWS_NU > 127 || KWS_SHIFT_PW != KWS_SHIFT_PU
+#error "int8 state: ZETA and NU in [0, 127], one shift for W2 and U2"
+#endif
+#else
+#error "KWS_STATE_BITS must be 16 or 8"
 #endif
 #if KWS_N_IN < 1 || KWS_HIDDEN < 1 || KWS_RANK_W < 1 || KWS_RANK_U < 1 || KWS_N_CLASSES < 1
 #error "every dimension must be at least 1"
@@ -545,13 +558,43 @@ KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kw
     KWS_XMAC("r19", a0, a1, a2) KWS_XMAC("r20", a0, a1, a2) KWS_XMAC("r21", a0, a1, a2)    \
     KWS_XMAC("r22", a0, a1, a2) KWS_XMAC("r23", a0, a1, a2)
 #define KWS_XOUT(a0, a1, a2)                                                               \
-    ".if %[raw]\n\t"                                                                       \
+    ".if %[raw] & 1\n\t"     /* 1, 3: int32 */                                             \
     "st   Y+, " a0 "\n\t"                                                                  \
     "st   Y+, " a1 "\n\t"                                                                  \
     "st   Y+, " a2 "\n\t"                                                                  \
     "clr  r24\n\t"                                                                         \
     "sbrc " a2 ", 7\n\t"                                                                   \
     "com  r24\n\t"                                                                         \
+    "st   Y+, r24\n\t"                                                                     \
+    ".elseif %[raw] == 2\n\t" /* int8: sat8(rsr(sum, s)) (the int8-state tw, tu) */         \
+    ".if %[s] >= 8\n\t"                                                                    \
+    ".rept %[s] - 8\n\t"                                                                   \
+    "asr  " a2 "\n\t"                                                                      \
+    "ror  " a1 "\n\t"                                                                      \
+    ".endr\n\t"                                                                            \
+    "mov  r24, " a1 "\n\t"                                                                 \
+    "lsl  r24\n\t"                                                                         \
+    "sbc  r24, r24\n\t"                                                                    \
+    "cp   r24, " a2 "\n\t"                                                                 \
+    "mov  r24, " a1 "\n\t"                                                                 \
+    ".else\n\t"                                                                            \
+    ".rept %[s]\n\t"                                                                       \
+    "asr  " a2 "\n\t"                                                                      \
+    "ror  " a1 "\n\t"                                                                      \
+    "ror  " a0 "\n\t"                                                                      \
+    ".endr\n\t"                                                                            \
+    "mov  r24, " a0 "\n\t"                                                                 \
+    "lsl  r24\n\t"                                                                         \
+    "sbc  r24, r24\n\t"                                                                    \
+    "cp   r24, " a1 "\n\t"                                                                 \
+    "cpc  r24, " a2 "\n\t"                                                                 \
+    "mov  r24, " a0 "\n\t"                                                                 \
+    ".endif\n\t"                                                                           \
+    "breq 6f\n\t"                                                                          \
+    "ldi  r24, 0x7f\n\t"                                                                   \
+    "sbrc " a2 ", 7\n\t"                                                                   \
+    "ldi  r24, 0x80\n\t"                                                                   \
+    "6:\n\t"                                                                               \
     "st   Y+, r24\n\t"                                                                     \
     ".elseif %[s] >= 8\n\t"   /* sum >> 8 fits int16 */                                    \
     ".rept %[s] - 8\n\t"                                                                   \
@@ -583,7 +626,11 @@ KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kw
     "mov  " a1 ", r25\n\t"     \
     "clr  " a2 "\n\t"
 
-#define mat_x3_asm(wsym, v, ncols, nblk, out, raw_, s_)                                    \
+#define mat_x3_asm(wsym, v, ncols, nblk, out, raw_, s_) \
+    mat_x3b_asm(wsym, v, ncols, nblk, out, raw_, s_, kws_params)
+/* raw_ = 3: as 1, each row's sum starting from a 24-bit value of the RAM table bsym (3 bytes
+ * a row: the int8-state class biases) */
+#define mat_x3b_asm(wsym, v, ncols, nblk, out, raw_, s_, bsym)                             \
     do {                                                                                   \
         const void *v_ = (v);                                                              \
         void *o_ = (out);                                                                  \
@@ -596,11 +643,26 @@ KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kw
             "clr  r11\n\t"                                                                 \
             "ldi  r24, %[nb]\n\t"                                                          \
             "mov  r13, r24\n\t"                                                            \
+            ".if %[raw] == 3\n\t"                                                         \
+            "ldi  r24, lo8(%[bp])\n\t"                                                     \
+            "ldi  r25, hi8(%[bp])\n\t"                                                     \
+            ".endif\n\t"                                                                   \
             "0:\n\t"                                                                       \
+            ".if %[raw] == 3\n\t"    /* start values from the table (Z, then r14:r15) */  \
+            "movw r14, r30\n\t"                                                            \
+            "movw r30, r24\n\t"                                                            \
+            "ld   r2, Z+\n\t" "ld   r3, Z+\n\t" "ld   r4, Z+\n\t"                           \
+            "ld   r5, Z+\n\t" "ld   r6, Z+\n\t" "ld   r7, Z+\n\t"                           \
+            "ld   r8, Z+\n\t" "ld   r9, Z+\n\t" "ld   r10, Z+\n\t"                          \
+            "movw r24, r30\n\t"                                                            \
+            "movw r30, r14\n\t"                                                            \
+            "movw r14, r24\n\t"                                                            \
+            ".else\n\t"                                                                    \
             "ldi  r24, lo8(%[rnd])\n\t"                                                    \
             "ldi  r25, hi8(%[rnd])\n\t"                                                    \
             KWS_XSTART("r2", "r3", "r4") KWS_XSTART("r5", "r6", "r7")                      \
             KWS_XSTART("r8", "r9", "r10")                                                  \
+            ".endif\n\t"                                                                   \
             "ldi  r24, %[cols] / 8\n\t"                                                    \
             "mov  r12, r24\n\t"                                                            \
             "1:\n\t"                                                                       \
@@ -622,6 +684,9 @@ KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kw
             "sbiw r26, %[cols]\n\t"            /* X: back to x[0] */                       \
             "clr  __zero_reg__\n\t"                                                        \
             KWS_XOUT("r2", "r3", "r4") KWS_XOUT("r5", "r6", "r7") KWS_XOUT("r8", "r9", "r10")\
+            ".if %[raw] == 3\n\t"                                                         \
+            "movw r24, r14\n\t"                                                            \
+            ".endif\n\t"                                                                   \
             "dec  r13\n\t"                                                                 \
             "breq 3f\n\t"                                                                  \
             "rjmp 0b\n\t"                                                                  \
@@ -630,9 +695,10 @@ KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kw
             "pop  r28\n\t"                                                                 \
             : "+z"(o_), "+x"(v_)                                                           \
             : [wm] "i"(wsym), [cols] "i"(ncols), [nb] "i"(nblk), [raw] "i"(raw_),          \
-              [s] "i"(s_), [rnd] "i"((raw_) || (s_) < 1 ? 0 : 1 << ((s_) - 1))             \
+              [s] "i"(s_), [rnd] "i"((raw_) & 1 || (s_) < 1 ? 0 : 1 << ((s_) - 1)),            \
+              [bp] "i"(bsym)                                                               \
             : "r0", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12",   \
-              "r13", "r16", "r17", "r18", "r19", "r20", "r21", "r22", "r23", "r24", "r25", \
+              "r13", "r14", "r15", "r16", "r17", "r18", "r19", "r20", "r21", "r22", "r23", "r24", "r25", \
               "memory");                                                                   \
     } while (0)
 
@@ -823,7 +889,8 @@ KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kw
  *   r22 w'   r23:r8:r9 sum a (the w' lo products, 24 bits)   r10:r11:r12 sum b (w' hi)
  *   r13 zero   r14, r24:r25, r15: K (bytes 0..3, pass A)   X buf   Y p (pass B)   Z weights
  * The row is a + 256 b: r23, r8 + r10, r9 + r11, r12 (+ carries). */
-#if defined(KWS_ASM) && !KWS_W2_SPARSE && !KWS_U2_SPARSE && KWS_RANK_W <= 6 && \
+#if KWS_STATE_BITS == 16 && defined(KWS_ASM) && !KWS_W2_SPARSE && !KWS_U2_SPARSE && \
+    KWS_RANK_W <= 6 && \
     KWS_RANK_U <= 6 && KWS_SHIFT_PW >= 1 && KWS_SHIFT_PW <= 7 && KWS_SHIFT_PU >= 1 && \
     KWS_SHIFT_PU <= 7 && KWS_SHIFT_BZ >= -15 && KWS_SHIFT_BC >= -15 && KWS_HIDDEN <= 63
 /* bounds of true values: |W2 . tw|, |U2 . tu|, C_tu, pass A's and pass B's sums */
@@ -1253,6 +1320,7 @@ KWS_INLINE void kws_rec_gate(int16_t *h)
     vals_init(&w, VALUES);         \
     mask_init(&m, MASK)
 
+#if KWS_STATE_BITS == 16
 void kws_reset(kws_state *s)
 {
     kws_idx i;
@@ -1423,6 +1491,380 @@ void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASS
 #endif
 }
 
+#else
+/* ---- the int8-state step (KWS_STATE_BITS == 8, kws/quant/arith.py's second arithmetic) ----
+ *
+ *   tw  = sat8(rsr(W1 . x, TW))             t: int8, Q4
+ *   tu  = sat8(rsr(U1 . h, TU))             h: int8, Q6
+ *   pre = rsr(W2 . tw + U2 . tu, PW)        one sum, one rounding (PW == PU), Q7
+ *   z   = clamp((pre + bz' + 128) >> 1, 0, 128)
+ *   c   = clamp(pre + bc', -128, 127)
+ *   g   = rsr(ZETA (128 - z), 7) + NU       ZETA, NU <= 127: g <= 254
+ *   h'  = sat8((2 z h + g c + 128) >> 8)    |2 z h + g c| <= 65,280
+ *   out = Wc . h' + bcls'
+ *
+ * Every product is int8 x int8. On AVR the dense rows use the int8 row kernels above
+ * (mat_x: lpm, muls, 24-bit sums) and, when the shape allows, the 3-row blocks (mat_x3_asm);
+ * the recurrent half (W2, U2 and the gates) is one assembly loop over the hidden units
+ * (kws_rec8_asm below). The C here is the definition, and the only path elsewhere. */
+
+KWS_INLINE int8_t sat8(int32_t v)
+{
+    return (int8_t)(v > 127 ? 127 : v < -128 ? -128 : v);
+}
+
+/* sat8(rsr(v, s)), clamped before a left shift (the same result, no overflow) */
+KWS_INLINE int8_t rsr_sat8(int32_t v, int s)
+{
+    if (s < 0)
+        v = sat8(v);
+    return sat8(rsr(v, s));
+}
+
+/* the gate of one unit from a = W2[r] . tw + U2[r] . tu; returns h' */
+KWS_INLINE int8_t gate8(int32_t a, int8_t bz, int8_t bc, int8_t h)
+{
+    int32_t pre = rsr(a, KWS_SHIFT_PW);
+    int32_t zz = pre + bias_value(bz, KWS_SHIFT_BZ) + 128;
+    int32_t cc = pre + bias_value(bc, KWS_SHIFT_BC);
+    uint8_t z = (uint8_t)(zz <= 0 ? 0 : zz >= 256 ? 128 : (uint16_t)zz >> 1);
+    int8_t c = sat8(cc);
+    uint8_t g = (uint8_t)((((uint16_t)KWS_ZETA * (uint8_t)(128 - z) + 64u) >> 7) + KWS_NU);
+    /* 2 z h + g c + 128: |.| <= 65,408, int32; >> 8 arithmetic */
+    int32_t sum = 2 * (int32_t)((int16_t)z * h) + (int32_t)((int16_t)g * c) + 128;
+    return sat8(sum >> 8);
+}
+
+/* ---- AVR: the recurrent half of the int8-state step in assembly -----------------------------
+ * One loop over the hidden units, everything in registers (about 200 cycles a unit):
+ *   a   = 2^(PW-1) + (bz' + 128) 2^PW + W2[r] . tw + U2[r] . tu      24 bits
+ *   zz  = a >> PW                                 (= rsr(W2 . tw + U2 . tu, PW) + bz' + 128)
+ *   z   = zz in [0, 255] ? zz >> 1 : zz < 0 ? 0 : 128
+ *   c   = sat8(zz + (bc' - bz' - 128))            (= sat8(pre + bc'))
+ *   g   = ((K - ZETA z) << 1) >> 8, K = 128 (ZETA + NU) + 64   (= rsr(ZETA (128 - z), 7) + NU)
+ *   h'  = sat8((g c + (2 z h + 128)) >> 8)        (two int16 summed in 16 bits, overflow: V)
+ * The start value and bc' - bz' - 128 come from a RAM table (kws_bias8), filled from the
+ * stored int8 biases by kws_bias8_fill (kws_reset, and the first step if no reset came before).
+ * |a| <= 12 * 127 * 128 + (2^15 + 128) 2^7 + 64 < 2^23, |bc' - bz' - 128| < 2^16 - 128.
+ * For dense int8 W2 and U2, ranks <= 6, 1 <= PW <= 7, bias shifts >= -7 (|b'| <= 2^14), the
+ * class biases' >= -15 (they fit 24 bits, the start values of the Wc rows: kws_bcls8),
+ * hidden <= 42 (the table under 256 bytes). Registers: r16..r21 tw (muls wants r16..r23), r2..r7 tu (moved to r23 for
+ * each product), r22 the weight, r8:r9:r10 the sum, r11 zero, r12:r13 the U2 pointer,
+ * Z the W2 pointer, X h (in place), Y the bias table (saved: it may be the frame pointer). */
+#if defined(KWS_ASM) && !KWS_W2_SPARSE && !KWS_U2_SPARSE && KWS_RANK_W <= 6 && \
+    KWS_RANK_U <= 6 && KWS_SHIFT_PW >= 1 && KWS_SHIFT_PW <= 7 && KWS_SHIFT_BZ >= -7 && \
+    KWS_SHIFT_BC >= -7 && KWS_SHIFT_BCLS >= -15 && KWS_HIDDEN <= 42
+#define KWS_REC8_ASM 1
+
+/* per unit: the sum's start value 2^(PW-1) + (bz' + 128) 2^PW (3 bytes: a >> PW is then zz
+ * itself, exactly), and bc' - bz' - 128 (3 bytes: cc = zz + it) */
+static uint8_t kws_bias8[6 * KWS_HIDDEN];
+static uint8_t kws_bcls8[3 * KWS_N_CLASSES]; /* bcls', 24 bits (|bcls'| <= 127 2^15) */
+#if KWS_SHIFT_BCLS >= -15
+#define KWS_WC8_BIAS 1
+#endif
+static uint8_t kws_bias8_ready;
+
+static void kws_bias8_fill(void)
+{
+    kws_idx r;
+    for (r = 0; r < KWS_N_CLASSES; r++) {
+        uint32_t b = (uint32_t)bias_value((int8_t)KWS_READ_U8(kws_bcls + r), KWS_SHIFT_BCLS);
+        kws_bcls8[3 * r] = (uint8_t)b;
+        kws_bcls8[3 * r + 1] = (uint8_t)(b >> 8);
+        kws_bcls8[3 * r + 2] = (uint8_t)(b >> 16);
+    }
+    for (r = 0; r < KWS_HIDDEN; r++) {
+        int32_t bz = bias_value((int8_t)KWS_READ_U8(kws_bz + r), KWS_SHIFT_BZ) + 128;
+        int32_t bc = bias_value((int8_t)KWS_READ_U8(kws_bc + r), KWS_SHIFT_BC);
+        uint32_t start = (uint32_t)(bz * ((int32_t)1 << KWS_SHIFT_PW)) + (1u << (KWS_SHIFT_PW - 1));
+        uint32_t d = (uint32_t)(bc - bz);
+        uint8_t *t = kws_bias8 + 6 * r;
+        t[0] = (uint8_t)start;
+        t[1] = (uint8_t)(start >> 8);
+        t[2] = (uint8_t)(start >> 16);
+        t[3] = (uint8_t)d;
+        t[4] = (uint8_t)(d >> 8);
+        t[5] = (uint8_t)(d >> 16);
+    }
+    kws_bias8_ready = 1;
+}
+
+/* one product into the 24-bit sum r10:r9:r8 (AVR201: the sign first, then the two bytes) */
+#define KWS_R8ADD           \
+    "sbc  r10, r11\n\t"     \
+    "add  r8, r0\n\t"       \
+    "adc  r9, r1\n\t"       \
+    "adc  r10, r11\n\t"
+#define KWS_R8W(j, reg)            \
+    ".if %[rw] > " #j "\n\t"       \
+    "lpm  r22, Z+\n\t"             \
+    "muls r22, " reg "\n\t"        \
+    KWS_R8ADD                      \
+    ".endif\n\t"
+#define KWS_R8U(j, reg)            \
+    ".if %[ru] > " #j "\n\t"       \
+    "lpm  r22, Z+\n\t"             \
+    "mov  r23, " reg "\n\t"        \
+    "muls r22, r23\n\t"            \
+    KWS_R8ADD                      \
+    ".endif\n\t"
+#define KWS_R8LOAD(n, j, reg)      \
+    ".if " n " > " #j "\n\t"       \
+    "ld   " reg ", X+\n\t"         \
+    ".endif\n\t"
+
+static void kws_rec8_asm(const int8_t *tw_, const int8_t *tu, int8_t *h)
+{
+    register const int8_t *tw __asm__("r22") = tw_;
+    if (!kws_bias8_ready)
+        kws_bias8_fill();
+    __asm__ __volatile__(
+        "push r28\n\t"
+        "push r29\n\t"
+        "clr  r11\n\t"
+        /* tu into r2..r7 (X), then tw into r16..r21 (X again) */
+        "movw r24, r26\n\t"     /* h */
+        "movw r26, r30\n\t"     /* tu */
+        KWS_R8LOAD("%[ru]", 0, "r2") KWS_R8LOAD("%[ru]", 1, "r3") KWS_R8LOAD("%[ru]", 2, "r4")
+        KWS_R8LOAD("%[ru]", 3, "r5") KWS_R8LOAD("%[ru]", 4, "r6") KWS_R8LOAD("%[ru]", 5, "r7")
+        "movw r26, r22\n\t"     /* tw */
+        KWS_R8LOAD("%[rw]", 0, "r16") KWS_R8LOAD("%[rw]", 1, "r17") KWS_R8LOAD("%[rw]", 2, "r18")
+        KWS_R8LOAD("%[rw]", 3, "r19") KWS_R8LOAD("%[rw]", 4, "r20") KWS_R8LOAD("%[rw]", 5, "r21")
+        "movw r26, r24\n\t"     /* X = h */
+        "ldi  r28, lo8(%[bt])\n\t"
+        "ldi  r29, hi8(%[bt])\n\t"
+        "ldi  r30, lo8(%[w2])\n\t"
+        "ldi  r31, hi8(%[w2])\n\t"
+        "ldi  r24, lo8(%[u2])\n\t"
+        "mov  r12, r24\n\t"
+        "ldi  r24, hi8(%[u2])\n\t"
+        "mov  r13, r24\n\t"
+        "0:\n\t"
+        "ld   r8, Y+\n\t"
+        "ld   r9, Y+\n\t"
+        "ld   r10, Y+\n\t"
+        KWS_R8W(0, "r16") KWS_R8W(1, "r17") KWS_R8W(2, "r18")
+        KWS_R8W(3, "r19") KWS_R8W(4, "r20") KWS_R8W(5, "r21")
+        "movw r24, r30\n\t"
+        "movw r30, r12\n\t"
+        KWS_R8U(0, "r2") KWS_R8U(1, "r3") KWS_R8U(2, "r4")
+        KWS_R8U(3, "r5") KWS_R8U(4, "r6") KWS_R8U(5, "r7")
+        "movw r12, r30\n\t"
+        "movw r30, r24\n\t"
+        /* zz = a >> PW = pre + bz' + 128 (r10:r9:r8); z in r24 */
+        ".rept %[pw]\n\t"
+        "asr  r10\n\t"
+        "ror  r9\n\t"
+        "ror  r8\n\t"
+        ".endr\n\t"
+        "mov  r24, r8\n\t"
+        "lsr  r24\n\t"
+        "mov  r25, r9\n\t"
+        "or   r25, r10\n\t"
+        "breq 1f\n\t"
+        "ldi  r24, 128\n\t"
+        "sbrc r10, 7\n\t"
+        "clr  r24\n\t"
+        "1:\n\t"
+        /* cc = zz + (bc' - bz' - 128) (3 bytes) in r14:r23:r22; c = sat8(cc) in r25 */
+        "ld   r22, Y+\n\t"
+        "ld   r23, Y+\n\t"
+        "ld   r14, Y+\n\t"
+        "add  r22, r8\n\t"
+        "adc  r23, r9\n\t"
+        "adc  r14, r10\n\t"
+        "mov  r25, r22\n\t"
+        "lsl  r25\n\t"
+        "sbc  r25, r25\n\t"
+        "cp   r25, r23\n\t"
+        "cpc  r25, r14\n\t"
+        "mov  r25, r22\n\t"
+        "breq 2f\n\t"
+        "ldi  r25, 0x7f\n\t"
+        "sbrc r14, 7\n\t"
+        "ldi  r25, 0x80\n\t"
+        "2:\n\t"
+        /* g = ((K - ZETA z) << 1) >> 8 in r23, K = 128 (ZETA + NU) + 64: the same as
+         * rsr(ZETA (128 - z), 7) + NU (0 < K - ZETA z <= 32576) */
+        "ldi  r23, %[zeta]\n\t"
+        "mul  r24, r23\n\t"
+        "ldi  r22, lo8(%[k])\n\t"
+        "ldi  r23, hi8(%[k])\n\t"
+        "sub  r22, r0\n\t"
+        "sbc  r23, r1\n\t"
+        "lsl  r22\n\t"
+        "rol  r23\n\t"
+        /* S = g c + (2 z h + 128): two int16 (|g c| <= 32512, 2 z h + 128 in
+         * [-32640, 32640]) added in 16 bits; h' = S >> 8 = r15, unless the sum left int16
+         * (V): then +-saturated by the true sign (N xor V) */
+        "mov  r22, r25\n\t"
+        "mulsu r22, r23\n\t"
+        "movw r14, r0\n\t"
+        "ld   r22, X\n\t"
+        "mov  r23, r24\n\t"
+        "mulsu r22, r23\n\t"
+        "lsl  r0\n\t"
+        "rol  r1\n\t"
+        "ldi  r22, 0x80\n\t"
+        "add  r0, r22\n\t"
+        "adc  r1, r11\n\t"
+        "add  r14, r0\n\t"
+        "adc  r15, r1\n\t"
+        "mov  r23, r15\n\t"
+        "brvc 3f\n\t"
+        "ldi  r23, 0x7f\n\t"
+        "brge 3f\n\t"
+        "ldi  r23, 0x80\n\t"
+        "3:\n\t"
+        "st   X+, r23\n\t"
+        "cpi  r28, lo8(%[bend])\n\t"   /* the table is < 256 bytes: the low byte decides */
+        "breq 4f\n\t"
+        "rjmp 0b\n\t"
+        "4:\n\t"
+        "pop  r29\n\t"
+        "pop  r28\n\t"
+        "clr  __zero_reg__\n\t"
+        : "+x"(h), "+z"(tu), "+r"(tw)
+        : [rw] "i"(KWS_RANK_W), [ru] "i"(KWS_RANK_U), [pw] "i"(KWS_SHIFT_PW),
+          [zeta] "i"(KWS_ZETA), [k] "i"(128L * (KWS_ZETA + KWS_NU) + 64),
+          [bt] "i"(kws_bias8), [bend] "i"(kws_bias8 + 6 * KWS_HIDDEN), [w2] "i"(kws_W2),
+          [u2] "i"(kws_U2)
+        : "r0", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "r13",
+          "r14", "r15", "r16", "r17", "r18", "r19", "r20", "r21", "r24", "r25", "memory");
+}
+#endif
+
+void kws_reset(kws_state *s)
+{
+    kws_idx i;
+    for (i = 0; i < KWS_HIDDEN; i++)
+        s->h[i] = 0;
+#ifdef KWS_REC8_ASM
+    kws_bias8_fill();
+#endif
+}
+
+/* t[i] = sat8(rsr(a[i], shift)), n >= 1 rows (tw, tu) */
+KWS_INLINE void rows_to_t8(int8_t *t, const int32_t *a, kws_idx n, int shift)
+{
+    do
+        *t++ = rsr_sat8(*a++, shift);
+    while (--n);
+}
+
+#ifndef KWS_REC8_ASM
+/* the recurrent half in C: W2 . tw + U2 . tu, the gates and h' of every unit, in place */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void kws_rec8_c(const int8_t *tw, const int8_t *tu, int8_t *h)
+{
+    kws_vals w, w2;
+    kws_mask m, m2;
+    kws_idx r;
+    STREAM(kws_W2, KWS_W2_MASK_PTR, w, m);
+    STREAM(kws_U2, KWS_U2_MASK_PTR, w2, m2);
+    for (r = 0; r < KWS_HIDDEN; r++) {
+        int32_t a = dot_x(&w, &m, KWS_W2_SPARSE, tw, KWS_RANK_W) +
+                    dot_x(&w2, &m2, KWS_U2_SPARSE, tu, KWS_RANK_U);
+        h[r] = gate8(a, (int8_t)KWS_READ_U8(kws_bz + r), (int8_t)KWS_READ_U8(kws_bc + r), h[r]);
+    }
+}
+#endif
+
+#if defined(KWS_ASM)
+#define KWS_X3_U1 (!KWS_U1_SPARSE && KWS_HIDDEN % 8 == 0 && KWS_HIDDEN <= 63 && KWS_RANK_U >= 3)
+#define KWS_X3_WC (!KWS_WC_SPARSE && KWS_HIDDEN % 8 == 0 && KWS_HIDDEN <= 63 && KWS_N_CLASSES >= 3)
+#else
+#define KWS_X3_U1 0
+#define KWS_X3_WC 0
+#endif
+#define KWS_BLOCK8 KWS_MAX2(KWS_RANK_W, KWS_RANK_U)
+#if KWS_X3_WC && defined(KWS_WC8_BIAS)
+#define KWS_WC8_BIASED (KWS_N_CLASSES / 3 * 3)
+#else
+#define KWS_WC8_BIASED 0
+#endif
+
+#if defined(__GNUC__)
+__attribute__((noinline))  /* one call per frame: keep the timed region a plain call */
+#endif
+void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASSES])
+{
+    int8_t tw[KWS_RANK_W], tu[KWS_RANK_U];
+    static int32_t acc[KWS_BLOCK8];
+    kws_vals w;
+    kws_mask m;
+    kws_idx k;
+
+    /* tw = sat8(rsr(W1 . x, TW)) */
+    STREAM(kws_W1, KWS_W1_MASK_PTR, w, m);
+#if KWS_X3 && KWS_RANK_W % 3 == 0 && KWS_SHIFT_TW >= 0 && KWS_SHIFT_TW <= 15
+    mat_x3_asm(kws_W1, x, KWS_N_IN, KWS_RANK_W / 3, tw, 2, KWS_SHIFT_TW);
+#else
+#if KWS_X3
+    mat_x3_asm(kws_W1, x, KWS_N_IN, KWS_RANK_W / 3, acc, 1, 0);
+    w.p += KWS_RANK_W / 3 * 3 * KWS_N_IN;
+    if (KWS_RANK_W % 3)
+        mat_x(&w, &m, 0, x, KWS_N_IN, KWS_RANK_W % 3, acc + KWS_RANK_W / 3 * 3);
+#else
+    mat_x(&w, &m, KWS_W1_SPARSE, x, KWS_N_IN, KWS_RANK_W, acc);
+#endif
+    rows_to_t8(tw, acc, KWS_RANK_W, KWS_SHIFT_TW);
+#endif
+
+    /* tu = sat8(rsr(U1 . h, TU)) */
+    STREAM(kws_U1, KWS_U1_MASK_PTR, w, m);
+#if KWS_X3_U1 && KWS_RANK_U % 3 == 0 && KWS_SHIFT_TU >= 0 && KWS_SHIFT_TU <= 15
+    mat_x3_asm(kws_U1, s->h, KWS_HIDDEN, KWS_RANK_U / 3, tu, 2, KWS_SHIFT_TU);
+#else
+#if KWS_X3_U1
+    mat_x3_asm(kws_U1, s->h, KWS_HIDDEN, KWS_RANK_U / 3, acc, 1, 0);
+    w.p += KWS_RANK_U / 3 * 3 * KWS_HIDDEN;
+    if (KWS_RANK_U % 3)
+        mat_x(&w, &m, 0, s->h, KWS_HIDDEN, KWS_RANK_U % 3, acc + KWS_RANK_U / 3 * 3);
+#else
+    mat_x(&w, &m, KWS_U1_SPARSE, s->h, KWS_HIDDEN, KWS_RANK_U, acc);
+#endif
+    rows_to_t8(tu, acc, KWS_RANK_U, KWS_SHIFT_TU);
+#endif
+
+    /* pre, the gates, h' (in place) */
+#ifdef KWS_REC8_ASM
+    kws_rec8_asm(tw, tu, s->h);
+#else
+    kws_rec8_c(tw, tu, s->h);
+#endif
+
+    /* scores = Wc . h' + bcls' */
+    STREAM(kws_Wc, KWS_WC_MASK_PTR, w, m);
+#if KWS_X3_WC
+#if defined(KWS_WC8_BIAS)
+    mat_x3b_asm(kws_Wc, s->h, KWS_HIDDEN, KWS_N_CLASSES / 3, scores, 3, 0, kws_bcls8);
+#else
+    mat_x3_asm(kws_Wc, s->h, KWS_HIDDEN, KWS_N_CLASSES / 3, scores, 1, 0);
+#endif
+    w.p += KWS_N_CLASSES / 3 * 3 * KWS_HIDDEN;
+    if (KWS_N_CLASSES % 3)
+        mat_x(&w, &m, 0, s->h, KWS_HIDDEN, KWS_N_CLASSES % 3, scores + KWS_N_CLASSES / 3 * 3);
+#else
+    mat_x(&w, &m, KWS_WC_SPARSE, s->h, KWS_HIDDEN, KWS_N_CLASSES, scores);
+#endif
+#ifdef KWS_REC8_ASM
+    /* the class biases of the rows the block kernel did not start from them */
+    for (k = KWS_WC8_BIASED; k < KWS_N_CLASSES; k++) {
+        const uint8_t *t = kws_bcls8 + 3 * k;
+        scores[k] += (int32_t)((uint32_t)t[0] | (uint32_t)t[1] << 8 |
+                               (uint32_t)(int32_t)(int8_t)t[2] << 16);
+    }
+#else
+    for (k = 0; k < KWS_N_CLASSES; k++)
+        scores[k] += bias_value((int8_t)KWS_READ_U8(kws_bcls + k), KWS_SHIFT_BCLS);
+#endif
+}
+#endif
+
 int kws_check_params(void)
 {
 #define KWS_CHECK_SHIFT(i, v)                        \
@@ -1435,9 +1877,16 @@ int kws_check_params(void)
     KWS_CHECK_SHIFT(4, KWS_SHIFT_BZ);
     KWS_CHECK_SHIFT(5, KWS_SHIFT_BC);
     KWS_CHECK_SHIFT(6, KWS_SHIFT_BCLS);
+#if KWS_STATE_BITS == 8   /* zeta, nu: one byte each */
+    if (KWS_READ_U8(kws_params + 7) != KWS_ZETA)
+        return 8;
+    if (KWS_READ_U8(kws_params + 8) != KWS_NU)
+        return 9;
+#else
     if ((KWS_READ_U8(kws_params + 7) | KWS_READ_U8(kws_params + 8) << 8) != KWS_ZETA)
         return 8;
     if ((KWS_READ_U8(kws_params + 9) | KWS_READ_U8(kws_params + 10) << 8) != KWS_NU)
         return 10;
+#endif
     return 0;
 }

@@ -9,7 +9,10 @@
  *   kws_state s;
  *   kws_reset(&s);                      // h = 0
  *   for each 10 ms frame x (KWS_N_IN int8 log-mel bins, quantised by the host):
- *       kws_step(&s, x, scores);        // KWS_N_CLASSES int32 scores, Q(e_Wc + 14)
+ *       kws_step(&s, x, scores);        // KWS_N_CLASSES int32 scores, Q(KWS_SCORE_Q)
+ *
+ * The arithmetic is the model's (KWS_STATE_BITS in model_data.h): int16 state (16) or int8
+ * state (8), kws/quant/arith.py; the firmware is generated per model, so a build holds one.
  */
 #ifndef KWS_MODEL_H
 #define KWS_MODEL_H
@@ -22,9 +25,15 @@
 extern "C" {
 #endif
 
+#if KWS_STATE_BITS == 8
+typedef struct kws_state {
+    int8_t h[KWS_HIDDEN];    /* hidden state, Q6 (the int8-state arithmetic) */
+} kws_state;
+#else
 typedef struct kws_state {
     int16_t h[KWS_HIDDEN];   /* hidden state, Q14 */
 } kws_state;
+#endif
 
 /* Start a new stream: h = 0. */
 void kws_reset(kws_state *s);

@@ -31,19 +31,38 @@ from kws.quant.intmodel import IntModel, from_torch  # noqa: E402
 
 def random_model(seed: int, bits: int = 8, hidden: int = 24, rank_w: int = 6, rank_u: int = 6,
                  n_classes: int = 12, density: dict | None = None, scale: float = 0.5,
-                 n_in: int = 32) -> IntModel:
+                 n_in: int = 32, state_bits: int = 16) -> IntModel:
     import torch
 
     from kws.training.model import FastGRNN
 
     torch.manual_seed(seed)
-    m = FastGRNN(n_in, hidden, rank_w, rank_u, n_classes, weight_bits=bits)
+    m = FastGRNN(n_in, hidden, rank_w, rank_u, n_classes, weight_bits=bits,
+                 state_bits=state_bits)
     with torch.no_grad():
         for p in m.parameters():
             p.add_(torch.randn_like(p) * scale)
     if density:
         m.hard_threshold(density)
     return from_torch(m)
+
+
+def big_model8(seed: int, bits: int = 8) -> IntModel:
+    """The int8-state arithmetic with full-range weights: tw, tu and h saturate, tw's shift is
+    a left shift, the gates clamp; ZETA = NU = 127 (g up to 254)."""
+    rng = np.random.default_rng(seed)
+    top = 127 if bits == 8 else 7
+    n_in, hidden, rank_w, rank_u, n_classes = 32, 24, 6, 6, 12
+    shapes = {"W1": (rank_w, n_in), "W2": (hidden, rank_w), "U1": (rank_u, hidden),
+              "U2": (hidden, rank_u), "Wc": (n_classes, hidden), "bz": (hidden,),
+              "bc": (hidden,), "bcls": (n_classes,)}
+    arrays = {k: rng.integers(-top if k[0] in "WU" else -127, (top if k[0] in "WU" else 127) + 1,
+                              s) for k, s in shapes.items()}
+    exps = {"W1": -2, "W2": 4, "U1": 1, "U2": 4, "Wc": 0, "bz": 1, "bc": 9, "bcls": 0}
+    im = IntModel(n_in, hidden, rank_w, rank_u, n_classes, 5, bits, arrays, exps,
+                  zeta=127, nu=127, state_bits=8)
+    im.check_no_overflow()
+    return im
 
 
 def big_model(seed: int, bits: int = 8) -> IntModel:
@@ -106,6 +125,14 @@ def cases() -> list[tuple[str, IntModel, np.ndarray]]:
         ("big8", big_model(5, 8)),
         ("big4", big_model(6, 4)),
         ("tiny", tiny_model(7)),
+        # the int8-state arithmetic (state_bits 8)
+        ("s8dense8", random_model(8, 8, state_bits=8)),
+        ("s8sparse4", random_model(9, 4, hidden=17, rank_w=5, rank_u=3, n_classes=7,
+                                   density=all_sparse, state_bits=8)),
+        ("s8mixed8", random_model(10, 8, hidden=13, rank_w=4, rank_u=5, n_classes=5,
+                                  density={"W1": 0.3, "U2": 0.4, "Wc": 0.5}, state_bits=8)),
+        ("s8big8", big_model8(11, 8)),
+        ("s8big4", big_model8(12, 4)),
     ]
     # Wc is not sparsified by training; force one case to store it sparse
     im = out[2][1]
@@ -118,15 +145,16 @@ def cases() -> list[tuple[str, IntModel, np.ndarray]]:
 
 
 def saturation(im: IntModel, x: np.ndarray) -> dict[str, bool]:
-    """Which saturations the inputs reach: tw, tu (int16) and h (int16)."""
+    """Which saturations the inputs reach: tw, tu and h (int16, or int8 with state_bits 8)."""
     a, s = im.arrays, im.shifts()
     raw_tw = rshift_round(x @ a["W1"].T, s["tw"])
     _, h = im.run(x, return_state=True)
     h_prev = np.concatenate([np.zeros_like(h[:, :1]), h[:, :-1]], 1)
     raw_tu = rshift_round(h_prev @ a["U1"].T, s["tu"])
-    lim = (-32768, 32767)
-    return {"tw": bool((raw_tw != sat(raw_tw, 16)).any()),
-            "tu": bool((raw_tu != sat(raw_tu, 16)).any()),
+    bits = im.state_bits
+    lim = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+    return {"tw": bool((raw_tw != sat(raw_tw, bits)).any()),
+            "tu": bool((raw_tu != sat(raw_tu, bits)).any()),
             "h": bool(np.isin(h, lim).any())}
 
 

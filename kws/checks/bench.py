@@ -24,6 +24,8 @@ DEV_DATA = Path("../shared/data/speech_commands_dev")
 SYNTH_DATA = Path("data/synth")
 MODEL = Path("models/default")
 WAKE_MODEL = Path("models/wake_stop")          # entries prefixed "wake_stop."
+INT8_MODEL = Path("models/default_int8state")  # entries prefixed "int8state.": the shipped
+                                               # recipe in the int8-state arithmetic
 NEGATIVES = [Path("../shared/data/negatives/speech"), Path("../shared/data/negatives/wakewords")]
 SENTENCES = Path("data/sentences")   # `kws data sentences` (make sentences): synthetic, beside them
 
@@ -124,6 +126,7 @@ def bench_model(model: Path, data: Path, max_clips: int = 200) -> dict:
                                           "painted-stack high-water mark after the run")
         out["device_ram_total"] = _entry(fw["ram"] + r["stack_peak"], "bytes", cmd,
                                          "static RAM + peak stack (budget 1,024)")
+    _last_verify[str(model)] = r
     cycles = r["cycles_per_frame"]["median"]
     macs = shipped.int_model.macs_per_frame()
     out["device_cycles_per_frame"] = _entry(
@@ -131,6 +134,32 @@ def bench_model(model: Path, data: Path, max_clips: int = 200) -> dict:
     out["device_cycles_per_mac"] = _entry(cycles / macs, "cycles", cmd,
                                           f"median cycles / {macs} stored weights")
     return out
+
+
+def bench_int8(model: Path, data: Path) -> dict:
+    """The int8-state model (model.state_bits 8) on the simulated Uno: bytes, cycles per frame
+    (min, median, max) and per stored weight, flash, RAM and stack, 0 mismatches; its
+    held-out accuracy when the data is the dev clips."""
+    from kws.checks.evaluate import evaluate
+
+    out = bench_model(model, data)
+    out = {k: v for k, v in out.items() if not k.startswith("harness_")}
+    r = _last_verify.get(str(model))
+    if r is not None:
+        cmd = out["device_cycles_per_frame"]["command"]
+        for k in ("min", "max"):
+            out[f"device_cycles_per_frame_{k}"] = _entry(
+                r["cycles_per_frame"][k], "cycles", cmd,
+                f"Timer1 around kws_step, simulated ATmega328P at 16 MHz, {k}")
+    if Path(data) == DEV_DATA:
+        e = evaluate(model, data)
+        out["accuracy_int_heldout"] = _entry(
+            e["accuracy_int"], "fraction", f"kws eval --model {model} --data {data}",
+            f"{e['n_clips']} held-out clips ({e['split_rule']})")
+    return out
+
+
+_last_verify: dict = {}   # bench_model's last verify result per model (for bench_int8)
 
 
 def bench_listen(model: Path, data: Path, n_clips: int = 24) -> dict:
@@ -332,6 +361,9 @@ def run_benchmarks(out: Path, data: Path | None = None, n_clips: int = 1000) -> 
         if Path(data) == DEV_DATA:
             entries.update(bench_accuracy(model, Path(data)))
         results["entries"].update({prefix + k: v for k, v in entries.items()})
+    if (INT8_MODEL / "model.json").exists():
+        results["entries"].update({"int8state." + k: v for k, v in
+                                   bench_int8(INT8_MODEL, Path(data)).items()})
     results["quoted_not_measured"] = QUOTED
     with atomic_open(out, "w") as f:
         json.dump(results, f, indent=2)

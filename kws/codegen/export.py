@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kws.quant.arith import QA, QH
+from kws.quant.arith import QA, QG8, QH, QS8, QT8
 from kws.atomic import atomic_open
 from kws.errors import KwsError
 from kws.link.protocol import HASH_BYTES, SETTINGS_HASH_BYTES  # the prefixes the firmware reports
@@ -115,15 +115,20 @@ def model_header(im: IntModel, *, name: str = "", model_hash: str = "",
         f"#define KWS_CLASS_LIST {_c_string(','.join(classes))}",
         "",
         "/* ---- number formats (kws/quant/arith.py) and shifts (IntModel.shifts) ---- */",
+        f"#define KWS_STATE_BITS {im.state_bits}  /* the arithmetic: int16 or int8 state */",
         f"#define KWS_QX {im.qx}",
-        f"#define KWS_QA {QA}",
-        f"#define KWS_QH {QH}",
-        f"#define KWS_SCORE_Q {im.exponents['Wc'] + QH}  /* score = int / 2^KWS_SCORE_Q */",
     ]
+    if im.state_bits == 16:
+        out += [f"#define KWS_QA {QA}", f"#define KWS_QH {QH}"]
+        qz = "Q14"
+    else:
+        out += [f"#define KWS_QT {QT8}", f"#define KWS_QS {QS8}", f"#define KWS_QG {QG8}"]
+        qz = "Q7"
+    out.append(f"#define KWS_SCORE_Q {im.score_q()}  /* score = int / 2^KWS_SCORE_Q */")
     for k in ("tw", "tu", "pw", "pu", "bz", "bc", "bcls"):
         out.append(f"#define KWS_SHIFT_{k.upper()} ({s[k]})")
-    out += [f"#define KWS_ZETA {im.zeta}  /* sigmoid(zeta), Q14 */",
-            f"#define KWS_NU {im.nu}  /* sigmoid(nu), Q14 */", ""]
+    out += [f"#define KWS_ZETA {im.zeta}  /* sigmoid(zeta), {qz} */",
+            f"#define KWS_NU {im.nu}  /* sigmoid(nu), {qz} */", ""]
     for e in MATRICES + BIASES:
         out.append(f"#define {_macro(e)}_EXPONENT ({im.exponents[e]})")
     out += ["", "/* ---- storage formats ---- */", f"#define KWS_WEIGHT_BITS {im.weight_bits}"]

@@ -30,7 +30,6 @@ import numpy as np
 from kws.data.tasks import keyword_indices
 from kws.errors import KwsError
 from kws.detect.posterior import ONE, Posterior
-from kws.quant.arith import QH
 
 FILE = "detector.json"
 
@@ -205,7 +204,7 @@ class Detector:
         """Constructor arguments for a shipped model listening with `schedule`."""
         cfg = model.features
         return dict(classes=model.classes,
-                    scale=2.0 ** -(model.int_model.exponents["Wc"] + QH) / schedule.pool,
+                    scale=2.0 ** -model.int_model.score_q() / schedule.pool,
                     window_s=((schedule.period - 1) * cfg.hop_length + cfg.win_length)
                     / cfg.sample_rate,
                     stride_s=schedule.stride * cfg.hop_length / cfg.sample_rate, **kw)

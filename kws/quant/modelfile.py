@@ -6,13 +6,19 @@
     name, classes         class names in score order
     features              the FeatureConfig the model was trained with
     normalisation         per-mel-bin mean and std (host side: folded into input quantisation)
-    model                 architecture: n_in, hidden, rank_w, rank_u, n_classes, weight_bits, qx
+    model                 architecture: n_in, hidden, rank_w, rank_u, n_classes, weight_bits, qx,
+                          state_bits (version 2: the arithmetic, 16 or 8, kws.quant.arith)
     pool_frames           the clip decision: mean of the last N frames' scores
-    integer               exponents, zeta, nu, formats and the integer arrays (lists)
+    integer               exponents, zeta, nu, formats and the integer arrays (lists); with
+                          state_bits 8 also `state_bits: 8` (so the hash covers the arithmetic)
     bytes                 total and per array: exactly what the firmware stores
     hash                  sha256 of the canonical `integer` section; the board reports it
     float_weights_sha256  sha256 of float_weights.npz (absent in older folders: not checked)
     metrics, training     accuracies and where the model came from (informational)
+
+Versions: 1 (int16 state only, no state_bits) is still read, as state_bits 16, bit-exact and
+with its hash unchanged; 2 says the arithmetic in `model.state_bits`. A 16-bit model's integer
+section (and hash) is the same in both versions.
 
 `float_weights.npz` holds the float parameters. Writes are atomic (the weights first, then
 model.json, which names the weights' hash: a folder left between the two is caught); a
@@ -34,13 +40,17 @@ from kws.errors import KwsError
 from kws.quant.intmodel import IntModel
 
 FORMAT = "kws-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)   # 1: before the int8-state arithmetic (always state_bits 16)
 
 
 def integer_section(im: IntModel) -> dict:
-    return {"qx": im.qx, "weight_bits": im.weight_bits, "exponents": im.exponents,
-            "zeta": im.zeta, "nu": im.nu, "formats": im.formats,
-            "arrays": {k: v.tolist() for k, v in im.arrays.items()}}
+    out = {"qx": im.qx, "weight_bits": im.weight_bits, "exponents": im.exponents,
+           "zeta": im.zeta, "nu": im.nu, "formats": im.formats,
+           "arrays": {k: v.tolist() for k, v in im.arrays.items()}}
+    if im.state_bits != 16:   # absent = 16: the hash of every int16-state model is unchanged
+        out["state_bits"] = im.state_bits
+    return out
 
 
 def model_hash(integer: dict) -> str:
@@ -60,7 +70,10 @@ class ShippedModel:
             weight_bits=integer["weight_bits"],
             arrays={k: np.array(v, np.int64) for k, v in integer["arrays"].items()},
             exponents=integer["exponents"], zeta=integer["zeta"], nu=integer["nu"],
-            formats=integer["formats"])
+            formats=integer["formats"], state_bits=integer.get("state_bits", 16))
+        if arch.get("state_bits", 16) != self.int_model.state_bits:
+            raise KwsError(f"model.state_bits {arch.get('state_bits', 16)} but the integer "
+                           f"section's is {self.int_model.state_bits}")
         self.features = FeatureConfig(**doc["features"])
         self.classes: list[str] = doc["classes"]
         self.mean = np.array(doc["normalisation"]["mean"], np.float32)
@@ -119,7 +132,7 @@ def save_model(folder: Path, name: str, im: IntModel, features: FeatureConfig,
         "normalisation": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
         "model": {"arch": "fastgrnn", "n_in": im.n_in, "hidden": im.hidden,
                   "rank_w": im.rank_w, "rank_u": im.rank_u, "n_classes": im.n_classes,
-                  "weight_bits": im.weight_bits, "qx": im.qx},
+                  "weight_bits": im.weight_bits, "qx": im.qx, "state_bits": im.state_bits},
         "pool_frames": pool_frames,
         "integer": integer,
         "bytes": {"total": im.n_bytes(), "per_array": im.storage()},
@@ -156,9 +169,11 @@ def load_model(folder: str | Path) -> ShippedModel:
         what = f"format {doc.get('format')!r}" if isinstance(doc, dict) and "format" in doc \
             else f"a JSON {type(doc).__name__} without a format field"
         raise KwsError(f"{path}: not a kws model file ({what}, expected {FORMAT!r})")
-    if doc.get("version") != FORMAT_VERSION:
+    if doc.get("version") not in READ_VERSIONS:
         raise KwsError(f"{path}: model format version {doc.get('version')}, this kws reads "
-                       f"version {FORMAT_VERSION}: retrain or export it again")
+                       f"versions {', '.join(map(str, READ_VERSIONS))}: retrain or export it again")
+    if doc.get("version") == 1 and doc.get("model", {}).get("state_bits", 16) != 16:
+        raise KwsError(f"{path}: model format version 1 has int16 state only")
     try:
         stored, actual = doc["hash"], model_hash(doc["integer"])
         if actual != stored:

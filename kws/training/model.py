@@ -8,7 +8,8 @@
 The same module runs in two modes:
 
 - float (`quant=False`): ordinary float32 training on normalised features;
-- integer (`quant=True`): the exact integer arithmetic of `kws.quant.arith`, carried in float64
+- integer (`quant=True`): the exact integer arithmetic of `kws.quant.arith` (`state_bits` 16
+  or 8: the two arithmetics written there), carried in float64
   (every value is an integer, every product and sum exact) with straight-through gradients
   for rounding. Its scores equal `kws.quant.intmodel.IntModel.run` bit for bit.
 
@@ -23,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from kws.quant.arith import INT8, INT16, ONE, QA, QH, weight_exponent
+from kws.quant.arith import INT8, INT16, ONE, ONE8, QA, QG8, QH, QS8, QT8, weight_exponent
 
 FACTORS = ("W1", "W2", "U1", "U2", "Wc")  # the matrices that can be sparsified
 WEIGHT_BITS_RANGE = {8: 127, 4: 7}
@@ -75,10 +76,10 @@ def quant_tanh(v):
 
 class FastGRNN(nn.Module):
     def __init__(self, n_in: int, hidden: int, rank_w: int, rank_u: int, n_classes: int,
-                 weight_bits: int = 8, qx: int = 5):
+                 weight_bits: int = 8, qx: int = 5, state_bits: int = 16):
         super().__init__()
         self.n_in, self.hidden, self.n_classes = n_in, hidden, n_classes
-        self.weight_bits, self.qx = weight_bits, qx
+        self.weight_bits, self.qx, self.state_bits = weight_bits, qx, state_bits
         self.W1 = nn.Parameter(torch.randn(rank_w, n_in) / math.sqrt(n_in))
         self.W2 = nn.Parameter(torch.randn(hidden, rank_w) / math.sqrt(rank_w))
         self.U1 = nn.Parameter(torch.randn(rank_u, hidden) / math.sqrt(hidden))
@@ -127,10 +128,13 @@ class FastGRNN(nn.Module):
         if not quant:
             return self._forward_float(x)
         scores = self.forward_int(quantize_input(x, self.qx))
-        return (scores * 2.0 ** -(self.integer_weights()["Wc"][1] + QH)).float()
+        qs = QH if self.state_bits == 16 else QS8
+        return (scores * 2.0 ** -(self.integer_weights()["Wc"][1] + qs)).float()
 
     def forward_int(self, xq: torch.Tensor) -> torch.Tensor:
         """Integer scores (float64 holding int32 values) for int8-valued inputs [B, T, n_in]."""
+        if self.state_bits == 8:
+            return self._forward_int8(xq.double())
         return self._forward_int(xq.double())
 
     def _forward_float(self, x):
@@ -160,13 +164,23 @@ class FastGRNN(nn.Module):
         """Every stored array as (integer-valued float64 tensor with STE, exponent)."""
         frozen = self.exponents or {}
         out = {}
+        shared = {}
+        if self.state_bits == 8:  # W2 and U2 share one exponent: one sum W2 tw + U2 tu
+            top = max(float(self.masked(n).detach().abs().max()) for n in ("W2", "U2"))
+            e = weight_exponent(top, self.weight_bits)
+            shared = {"W2": e, "U2": e}
         for name in FACTORS:
-            out[name] = quantize_weight(self.masked(name), self.weight_bits, frozen.get(name))
+            e = frozen.get(name, shared.get(name))
+            out[name] = quantize_weight(self.masked(name), self.weight_bits, e)
         for name in ("bz", "bc", "bcls"):  # biases are int8 whatever the weight width
             out[name] = quantize_weight(getattr(self, name), 8, frozen.get(name))
-        for name in ("zeta", "nu"):        # sigmoid(.) in Q14
-            s = torch.sigmoid(getattr(self, name)).double() * ONE
-            out[name] = (ste(s, torch.floor(s + 0.5)), QH)
+        for name in ("zeta", "nu"):        # sigmoid(.) in Q14 (state_bits 8: Q7, at most 127)
+            if self.state_bits == 8:
+                s = torch.sigmoid(getattr(self, name)).double() * ONE8
+                out[name] = (ste(s, torch.clamp(torch.floor(s + 0.5), 0, ONE8 - 1)), QG8)
+            else:
+                s = torch.sigmoid(getattr(self, name)).double() * ONE
+                out[name] = (ste(s, torch.floor(s + 0.5)), QH)
         return out
 
     def freeze_exponents(self):
@@ -194,10 +208,38 @@ class FastGRNN(nn.Module):
             hs.append(h)
         return torch.stack(hs, 1) @ Wc.T + bcls
 
+    def _forward_int8(self, xq):
+        """state_bits 8: kws.quant.arith's second arithmetic (IntModel._run8), exactly."""
+        q = self.integer_weights()
+        (W1, e1), (W2, e2), (U1, eu1), (U2, eu2), (Wc, ec) = (
+            q[n] for n in ("W1", "W2", "U1", "U2", "Wc"))
+        assert e2 == eu2
+        bz = rshift_round(q["bz"][0], q["bz"][1] - QG8)
+        bc = rshift_round(q["bc"][0], q["bc"][1] - QG8)
+        bcls = rshift_round(q["bcls"][0], q["bcls"][1] - (ec + QS8))
+        zeta, nu = q["zeta"][0], q["nu"][0]
+        tw_all = sat(rshift_round(xq @ W1.T, e1 + self.qx - QT8), INT8)
+        pw_all = tw_all @ W2.T
+        h = xq.new_zeros(xq.shape[0], self.hidden)
+        hs = []
+        for t in range(xq.shape[1]):
+            tu = sat(rshift_round(h @ U1.T, eu1 + QS8 - QT8), INT8)
+            pre = rshift_round(pw_all[:, t] + tu @ U2.T, e2 + QT8 - QG8)
+            zz = (pre + bz + ONE8) / 2
+            z = torch.clamp(ste(zz, torch.floor(zz)), 0, ONE8)
+            c = torch.clamp(pre + bc, -ONE8, ONE8 - 1)
+            g = rshift_round(zeta * (ONE8 - z), QG8) + nu
+            h = sat(rshift_round(2 * z * h + g * c, 8), INT8)
+            hs.append(h)
+        return torch.stack(hs, 1) @ Wc.T + bcls
+
     def describe(self) -> dict:
-        return {"arch": "fastgrnn", "n_in": self.n_in, "hidden": self.hidden,
-                "rank_w": self.W1.shape[0], "rank_u": self.U1.shape[0],
-                "n_classes": self.n_classes, "weight_bits": self.weight_bits, "qx": self.qx}
+        d = {"arch": "fastgrnn", "n_in": self.n_in, "hidden": self.hidden,
+             "rank_w": self.W1.shape[0], "rank_u": self.U1.shape[0],
+             "n_classes": self.n_classes, "weight_bits": self.weight_bits, "qx": self.qx}
+        if self.state_bits != 16:  # absent: 16 (older models)
+            d["state_bits"] = self.state_bits
+        return d
 
 
 class GRUBaseline(nn.Module):

@@ -338,7 +338,7 @@ def build_model(config: Config, n_classes: int):
     if m.arch == "gru":
         return GRUBaseline(config.features.n_mels, m.hidden, n_classes)
     return FastGRNN(config.features.n_mels, m.hidden, m.rank_w, m.rank_u, n_classes,
-                    weight_bits=m.weight_bits, qx=m.qx)
+                    weight_bits=m.weight_bits, qx=m.qx, state_bits=m.state_bits)
 
 
 def pooled(scores: torch.Tensor, pool_frames: int) -> torch.Tensor:
