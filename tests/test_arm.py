@@ -209,6 +209,45 @@ def test_two_machines_two_timers_one_count(model, tmp_path):
     assert counts["mps2-m0plus"] == counts["microbit"]
 
 
+def elf_symbol_offset(elf, name: str) -> int:
+    """The file offset of symbol `name`'s first byte in a 32-bit little-endian ELF."""
+    import struct
+
+    data = elf.read_bytes()
+    shoff, = struct.unpack_from("<I", data, 0x20)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x2E)
+    sections = [struct.unpack_from("<IIIIIIIIII", data, shoff + i * shentsize)
+                for i in range(shnum)]
+    nm = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True,
+                        check=True).stdout
+    addr = next(int(line.split()[0], 16) for line in nm.splitlines()
+                if line.split()[-1] == name)
+    for _, kind, _, sh_addr, sh_offset, size, *_ in sections:
+        if kind == 1 and sh_addr <= addr < sh_addr + size:      # PROGBITS holding it
+            return sh_offset + addr - sh_addr
+    raise AssertionError(f"{name} is in no PROGBITS section")
+
+
+@needs_gcc
+@needs_qemu
+def test_a_damaged_parameter_block_is_reported_at_O2(model, tmp_path):
+    """The board compares its stored parameter block with the compiled constants; the stored
+    bytes are read as stored (KWS_READ_U8_STORED), so gcc -O2 cannot fold the check away and
+    a damaged byte in flash is caught when the host connects."""
+    fw = sim_firmware(model, out_dir=tmp_path / "fw", profile="mps2-an386")
+    bad = tmp_path / "bad.elf"
+    image = bytearray(fw.elf.read_bytes())
+    image[elf_symbol_offset(fw.elf, "kws_params") + 1] ^= 0x01      # shift of tu
+    bad.write_bytes(bytes(image))
+    with QemuBoard(fw.elf, "mps2-an386") as qb:                       # the intact image
+        with Board(qb.port, fw.baud, timeout=5) as b:
+            b.open(model)
+    with QemuBoard(bad, "mps2-an386") as qb:
+        with Board(qb.port, fw.baud, timeout=5) as b:
+            with pytest.raises(KwsError, match=r"parameter block .* \(byte 1\)"):
+                b.open(model)
+
+
 @needs_gcc
 def test_elf_model_symbols_are_the_python_byte_count(model, tmp_path):
     fw = build(model, "mps2-an385", tmp_path, budget=None)

@@ -1867,8 +1867,8 @@ void kws_step(kws_state *s, const int8_t x[KWS_N_IN], int32_t scores[KWS_N_CLASS
 
 int kws_check_params(void)
 {
-#define KWS_CHECK_SHIFT(i, v)                        \
-    if ((int8_t)KWS_READ_U8(kws_params + i) != (v)) \
+#define KWS_CHECK_SHIFT(i, v)                               \
+    if ((int8_t)KWS_READ_U8_STORED(kws_params + i) != (v)) \
         return 1 + i
     KWS_CHECK_SHIFT(0, KWS_SHIFT_TW);
     KWS_CHECK_SHIFT(1, KWS_SHIFT_TU);
@@ -1878,14 +1878,16 @@ int kws_check_params(void)
     KWS_CHECK_SHIFT(5, KWS_SHIFT_BC);
     KWS_CHECK_SHIFT(6, KWS_SHIFT_BCLS);
 #if KWS_STATE_BITS == 8   /* zeta, nu: one byte each */
-    if (KWS_READ_U8(kws_params + 7) != KWS_ZETA)
+    if (KWS_READ_U8_STORED(kws_params + 7) != KWS_ZETA)
         return 8;
-    if (KWS_READ_U8(kws_params + 8) != KWS_NU)
+    if (KWS_READ_U8_STORED(kws_params + 8) != KWS_NU)
         return 9;
 #else
-    if ((KWS_READ_U8(kws_params + 7) | KWS_READ_U8(kws_params + 8) << 8) != KWS_ZETA)
+    if ((KWS_READ_U8_STORED(kws_params + 7) | KWS_READ_U8_STORED(kws_params + 8) << 8)
+        != KWS_ZETA)
         return 8;
-    if ((KWS_READ_U8(kws_params + 9) | KWS_READ_U8(kws_params + 10) << 8) != KWS_NU)
+    if ((KWS_READ_U8_STORED(kws_params + 9) | KWS_READ_U8_STORED(kws_params + 10) << 8)
+        != KWS_NU)
         return 10;
 #endif
     return 0;

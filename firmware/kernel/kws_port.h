@@ -4,6 +4,9 @@
  * AVR (ATmega328P): the arrays are in flash (PROGMEM) and read with pgm_read_byte (lpm).
  * Anywhere else (host tests, Cortex-M): ordinary const data, read by plain dereference.
  * A port may predefine KWS_PROGMEM, KWS_READ_U8 and KWS_READ_U16 to override them.
+ * KWS_READ_U8_STORED reads a byte as it is stored, never as the compiler knows it: the
+ * parameter check compares the stored block against the compiled constants, and a plain read
+ * of const data lets an optimising compiler fold that comparison away (gcc -O2 on Arm did).
  */
 #ifndef KWS_PORT_H
 #define KWS_PORT_H
@@ -21,6 +24,9 @@
 #ifndef KWS_READ_U16
 #define KWS_READ_U16(ptr) pgm_read_word(ptr)
 #endif
+#ifndef KWS_READ_U8_STORED
+#define KWS_READ_U8_STORED(ptr) pgm_read_byte(ptr)   /* lpm in asm volatile: never folded */
+#endif
 #else
 #ifndef KWS_PROGMEM
 #define KWS_PROGMEM
@@ -30,6 +36,9 @@
 #endif
 #ifndef KWS_READ_U16
 #define KWS_READ_U16(ptr) (*(const uint16_t *)(ptr))
+#endif
+#ifndef KWS_READ_U8_STORED
+#define KWS_READ_U8_STORED(ptr) (*(const volatile uint8_t *)(ptr))
 #endif
 #endif
 
