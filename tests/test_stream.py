@@ -109,7 +109,7 @@ def test_three_keywords_in_noise_are_detected_on_the_board_at_their_times(tmp_pa
     window is bit-exact, and its detection pin (LED_BUILTIN: PB5 on the Uno) goes high on each
     detection and low when the refractory period is over: the simulator sees the port writes."""
     from kws.checks.boards import open_boards
-    from kws.detect.detector import q15_threshold
+    from kws.detect.detector import load_settings, q15_threshold
     from kws.quant.modelfile import load_model
     from kws.detect.windows import Schedule
 
@@ -135,7 +135,8 @@ def test_three_keywords_in_noise_are_detected_on_the_board_at_their_times(tmp_pa
         assert on < d["time_s"] < off + window_s, (d, on, off)
     assert len(lines) == 3 and all("same" in ln for ln in lines)
     # the command line's threshold: said, and sent to the board, which decided with it
-    assert notes[0] == "threshold 0.6 from the command line, overriding 0.985 of detector.json"
+    stored = load_settings(model).threshold
+    assert notes[0] == f"threshold 0.6 from the command line, overriding {stored} of detector.json"
     assert "sent to the board" in notes[1]
     assert settings.overridden == 1 and settings.thresholds[0] == q15_threshold(0.6)
     # every frame steps each running instance: the board's cycle count shows it

@@ -45,8 +45,11 @@
 
 #if defined(__GNUC__)
 #define KWS_INLINE static inline __attribute__((always_inline))
+/* helpers of one arithmetic (or one path) only: unused in the other's build */
+#define KWS_INLINE_MAYBE static inline __attribute__((always_inline, unused))
 #else
 #define KWS_INLINE static inline
+#define KWS_INLINE_MAYBE static inline
 #endif
 
 #if KWS_STATE_BITS == 16
@@ -148,7 +151,7 @@ KWS_INLINE int16_t sat16(int32_t v)
 }
 
 /* sat16(rsr(v, s)), with the clamp before a left shift so it cannot overflow */
-KWS_INLINE int16_t rsr_sat16(int32_t v, int s)
+KWS_INLINE_MAYBE int16_t rsr_sat16(int32_t v, int s)
 {
     if (s < 0)
         v = sat16(v);
@@ -165,7 +168,7 @@ KWS_INLINE void split14(int32_t v, int16_t *hi, uint8_t *lo)
 }
 
 /* sat16(rsr(v, 14)) for |v| <= 2^30 */
-KWS_INLINE int16_t rsr14_sat16(int32_t v)
+KWS_INLINE_MAYBE int16_t rsr14_sat16(int32_t v)
 {
     int16_t hi;
     uint8_t lo;
@@ -178,7 +181,7 @@ KWS_INLINE int16_t rsr14_sat16(int32_t v)
 }
 
 /* rsr(v, 14) for 0 <= v <= 2^28: at most 2^14 */
-KWS_INLINE int16_t rsr14_small(int32_t v)
+KWS_INLINE_MAYBE int16_t rsr14_small(int32_t v)
 {
     int16_t hi;
     uint8_t lo;
@@ -188,7 +191,7 @@ KWS_INLINE int16_t rsr14_small(int32_t v)
 
 /* a * b for 0 <= a <= 65535 and int16 b: four 8x8 multiplies inline on AVR (libgcc's
  * __usmulhisi3 is the same arithmetic plus a call) */
-KWS_INLINE int32_t mul_us16(uint16_t a, int16_t b)
+KWS_INLINE_MAYBE int32_t mul_us16(uint16_t a, int16_t b)
 {
 #if defined(__AVR__) && !defined(KWS_NO_ASM)
     int32_t r;
@@ -441,7 +444,7 @@ KWS_INLINE void mat_x(kws_vals *w, kws_mask *m, int sparse, const int8_t *v, kws
     while (--rows);
 }
 
-KWS_INLINE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kws_idx cols,
+KWS_INLINE_MAYBE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v, kws_idx cols,
                       kws_idx rows, int32_t *out)
 {
 #ifdef KWS_ASM
