@@ -47,9 +47,11 @@ def random_model(seed: int, bits: int = 8, hidden: int = 24, rank_w: int = 6, ra
     return from_torch(m)
 
 
-def big_model8(seed: int, bits: int = 8) -> IntModel:
-    """The int8-state arithmetic with full-range weights: tw, tu and h saturate, tw's shift is
-    a left shift, the gates clamp; ZETA = NU = 127 (g up to 254)."""
+def big_model(seed: int, bits: int = 8, state_bits: int = 16) -> IntModel:
+    """Full-range weights with small exponents, still provably inside the accumulators.
+    int16 state: tw, tu use left shifts and saturate, h saturates, biases are shifted far
+    left. int8 state: tw, tu and h saturate, tw's shift is a left shift, the gates clamp;
+    ZETA = NU = 127 (g up to 254)."""
     rng = np.random.default_rng(seed)
     top = 127 if bits == 8 else 7
     n_in, hidden, rank_w, rank_u, n_classes = 32, 24, 6, 6, 12
@@ -58,27 +60,13 @@ def big_model8(seed: int, bits: int = 8) -> IntModel:
               "bc": (hidden,), "bcls": (n_classes,)}
     arrays = {k: rng.integers(-top if k[0] in "WU" else -127, (top if k[0] in "WU" else 127) + 1,
                               s) for k, s in shapes.items()}
-    exps = {"W1": -2, "W2": 4, "U1": 1, "U2": 4, "Wc": 0, "bz": 1, "bc": 9, "bcls": 0}
-    im = IntModel(n_in, hidden, rank_w, rank_u, n_classes, 5, bits, arrays, exps,
-                  zeta=127, nu=127, state_bits=8)
-    im.check_no_overflow()
-    return im
-
-
-def big_model(seed: int, bits: int = 8) -> IntModel:
-    """Full-range weights with small exponents: tw, tu use left shifts and saturate, h
-    saturates, biases are shifted far left; still provably inside int32."""
-    rng = np.random.default_rng(seed)
-    top = 127 if bits == 8 else 7
-    n_in, hidden, rank_w, rank_u, n_classes = 32, 24, 6, 6, 12
-    shapes = {"W1": (rank_w, n_in), "W2": (hidden, rank_w), "U1": (rank_u, hidden),
-              "U2": (hidden, rank_u), "Wc": (n_classes, hidden), "bz": (hidden,),
-              "bc": (hidden,), "bcls": (n_classes,)}
-    arrays = {k: rng.integers(-top if k[0] in "WU" else -127, (top if k[0] in "WU" else 127) + 1,
-                              s) for k, s in shapes.items()}
-    exps = {"W1": 2, "W2": 4, "U1": 3, "U2": 4, "Wc": 0, "bz": 1, "bc": 2, "bcls": 0}
-    im = IntModel(n_in, hidden, rank_w, rank_u, n_classes, 5, bits, arrays, exps,
-                  zeta=16384, nu=16384)
+    if state_bits == 8:
+        exps = {"W1": -2, "W2": 4, "U1": 1, "U2": 4, "Wc": 0, "bz": 1, "bc": 9, "bcls": 0}
+        gates = dict(zeta=127, nu=127, state_bits=8)
+    else:
+        exps = {"W1": 2, "W2": 4, "U1": 3, "U2": 4, "Wc": 0, "bz": 1, "bc": 2, "bcls": 0}
+        gates = dict(zeta=16384, nu=16384)
+    im = IntModel(n_in, hidden, rank_w, rank_u, n_classes, 5, bits, arrays, exps, **gates)
     im.check_no_overflow()
     return im
 
@@ -131,8 +119,8 @@ def cases() -> list[tuple[str, IntModel, np.ndarray]]:
                                    density=all_sparse, state_bits=8)),
         ("s8mixed8", random_model(10, 8, hidden=13, rank_w=4, rank_u=5, n_classes=5,
                                   density={"W1": 0.3, "U2": 0.4, "Wc": 0.5}, state_bits=8)),
-        ("s8big8", big_model8(11, 8)),
-        ("s8big4", big_model8(12, 4)),
+        ("s8big8", big_model(11, 8, state_bits=8)),
+        ("s8big4", big_model(12, 4, state_bits=8)),
     ]
     # Wc is not sparsified by training; force one case to store it sparse
     im = out[2][1]
