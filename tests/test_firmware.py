@@ -261,15 +261,20 @@ def build_and_run(model, frames, build, board="uno", cppflags=None):
     return fw, stream(fw, frames, model.int_model.n_classes)
 
 
-@pytest.fixture(scope="module")
-def dense_run(tmp_path_factory):
-    """The reference model: hidden 24, ranks 6/6, int8, dense; 3 real clips + extremes."""
-    tmp = tmp_path_factory.mktemp("avr-dense")
-    model, frames = clip_model(tmp, golden.random_model(0))
+def reference_run(tmp, state_bits: int):
+    """The reference model (hidden 24, ranks 6/6, int8 weights, dense) in one arithmetic on
+    the simulated Uno: 3 real clips + extremes."""
+    model, frames = clip_model(tmp, golden.random_model(0, state_bits=state_bits))
     extremes = golden.inputs(9, 32, n_seq=1, n_frames=frames.shape[1])
     frames = np.concatenate([frames, extremes])
     fw, result = build_and_run(model, frames, tmp)
     return model, frames, fw, result
+
+
+@pytest.fixture(scope="module")
+def dense_run(tmp_path_factory):
+    """The reference model, int16 state."""
+    return reference_run(tmp_path_factory.mktemp("avr-dense"), 16)
 
 
 @needs_avr
@@ -488,13 +493,8 @@ CYCLES8_MAX = 12_000
 
 @pytest.fixture(scope="module")
 def dense8_run(tmp_path_factory):
-    """hidden 24, ranks 6/6, int8 weights, dense, int8 state; 3 real clips + extremes."""
-    tmp = tmp_path_factory.mktemp("avr-dense8")
-    model, frames = clip_model(tmp, golden.random_model(0, state_bits=8))
-    extremes = golden.inputs(9, 32, n_seq=1, n_frames=frames.shape[1])
-    frames = np.concatenate([frames, extremes])
-    fw, result = build_and_run(model, frames, tmp)
-    return model, frames, fw, result
+    """The reference model, int8 state."""
+    return reference_run(tmp_path_factory.mktemp("avr-dense8"), 8)
 
 
 @needs_avr
