@@ -38,7 +38,8 @@ MANIFEST = "sentences.json"
 SECONDS_PER_FILE = 20.0   # a few sentences each, like a read-speech recording
 FILES_PER_TALKER = 2
 
-# Words that sound like a Speech Commands word (two, four, one, eight, no, right, ...).
+# Words that sound like, or close to, a Speech Commands word (to/two, for/four, know/no,
+# write/right, of/off, top/stop, ...): a false accept on them is no sign of a poor detector.
 HOMOPHONES = frozenset({"to", "too", "for", "fore", "won", "ate", "know", "write", "rite",
                         "wright", "tree's", "bid", "dawn", "hop", "top", "of", "own", "gone",
                         "wet", "yet", "lift", "light", "shop", "cap", "hat"})
