@@ -27,7 +27,7 @@ WAKE_MODEL = Path("models/wake_stop")          # entries prefixed "wake_stop."
 OTHER_ARITH = Path("models/default_int16")    # entries prefixed "int16state.": the shipped
                                               # recipe in the int16-state arithmetic
 NEGATIVES = [Path("../shared/data/negatives/speech"), Path("../shared/data/negatives/wakewords")]
-SENTENCES = Path("data/sentences")   # `kws data sentences` (make sentences): synthetic, beside them
+SENTENCES = Path("data/sentences")   # `make sentences`: synthetic, beside the real ones
 
 
 def default_bench_data() -> Path:

@@ -104,8 +104,10 @@ def _reading(talker: espeak.Talker, speaker, rng: np.random.Generator) -> np.nda
 
     pieces, total = [], 0
     while total < SECONDS_PER_FILE * SAMPLE_RATE:
-        samples, rate = talker.speak(sentence(rng), rate=round(speaker.rate * rng.uniform(0.9, 1.1)),
-                                     pitch=int(np.clip(speaker.pitch + rng.integers(-6, 7), 0, 100)),
+        text = sentence(rng)                      # drawn in this order: the folder's bytes
+        rate_wpm = round(speaker.rate * rng.uniform(0.9, 1.1))
+        pitch = int(np.clip(speaker.pitch + rng.integers(-6, 7), 0, 100))
+        samples, rate = talker.speak(text, rate=rate_wpm, pitch=pitch,
                                      pitch_range=speaker.pitch_range,
                                      seed=int(rng.integers(2**31)))
         if not np.any(samples):
