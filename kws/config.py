@@ -148,8 +148,11 @@ class TrainConfig:
     noise_dirs: tuple[str, ...] = ()  # more noise recordings, beside the data's own background
     class_balance: float = 0.0     # loss weight of a class ~ (its clips)^-class_balance (1: equal)
     sample_balance: float = 0.0    # epochs drawn so a class, and a word within it, weigh ~ n^(1-b)
+    other_share: float = 1.0       # ... the other-words class (_unknown_) this many times more
     negative_dirs: tuple[str, ...] = ()  # keyword-free speech: 1 s crops become `_unknown_`
     negative_clips: int = 0        # ... this many crops, from the `training` side of its speakers
+    negative_share: float = 0.0    # with drawn epochs: crops + mined clips get this part of
+                                   # _unknown_ (0: one word among the others)
     hard_negative_dirs: tuple[str, ...] = ()  # `kws mine` folders: every clip is `_unknown_`
     cut_prob: float = 0.0          # a keyword clip becomes a stream cut (kws/training/cuts.py)
     cut_keep: tuple[float, float] = (0.5, 0.9)  # ... labelled by the voiced fraction it keeps
@@ -176,6 +179,10 @@ class TrainConfig:
                 raise KwsError(f"train.{key} must be in [0, 1], not {getattr(self, key)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise KwsError(f"train.device must be auto, cpu or cuda, not {self.device!r}")
+        if not 0 <= self.negative_share < 1:
+            raise KwsError(f"train.negative_share must be in [0, 1), not {self.negative_share}")
+        if self.other_share <= 0:
+            raise KwsError(f"train.other_share must be > 0, not {self.other_share}")
         if not 0 < self.speed[0] <= self.speed[1]:
             raise KwsError(f"train.speed is a range of factors 0 < low <= high, not {self.speed}")
         if self.negative_clips < 0 or (self.negative_clips and not self.negative_dirs):

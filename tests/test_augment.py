@@ -91,6 +91,12 @@ def test_balanced_epochs_weigh_classes_and_words_alike():
         assert np.isclose(p.sum(), 1.0) and (p > 0).all()
     with pytest.raises(KwsError, match="sample_balance"):
         TrainConfig(sample_balance=1.5)
+    # a share: class 0 (the other words) weighs twice a class, its words still alike
+    twice = sampling_probs(labels, words, 1.0, {0: 2.0})
+    assert np.isclose(twice[labels == 0].sum(), 2 / 4) and np.isclose(twice[labels == 2].sum(), 1 / 4)
+    assert np.isclose(twice[words == "tree"].sum(), twice[words == "bed"].sum())
+    with pytest.raises(KwsError, match="other_share"):
+        TrainConfig(other_share=0)
 
 
 def test_trainer_draws_balanced_epochs(sc_mini, tmp_path):
@@ -100,6 +106,12 @@ def test_trainer_draws_balanced_epochs(sc_mini, tmp_path):
     trainer = Trainer(cfg, tmp_path / "run", data)
     assert np.array_equal(trainer.sampling, sampling_probs(data.labels, data.words, 1.0))
     assert Trainer(config(sc_mini, tmp_path), tmp_path / "run2", data).sampling is None
+    unknown = data.dataset.task.classes.index("_unknown_")
+    shared = Trainer(config(sc_mini, tmp_path, sample_balance=1.0, other_share=2.0),
+                     tmp_path / "run3", data).sampling
+    assert np.isclose(shared[data.labels == unknown].sum(),
+                      2 * trainer.sampling[data.labels == unknown].sum()
+                      / (1 + trainer.sampling[data.labels == unknown].sum()))
     again = Trainer(cfg, tmp_path / "run", data)
     assert trainer.run_epoch()["loss"] == again.run_epoch()["loss"]  # seeded: the same epoch
 
@@ -143,5 +155,14 @@ def test_negative_crops_are_unknown_seeded_and_from_the_training_side(sc_mini, t
                if sides[f.name] == "heldout"]
     for c in crops:           # every crop is a stretch of a training-side recording
         assert not any(c.tobytes() in h.tobytes() for h in heldout)
+    # in drawn epochs the crops take `negative_share` of `_unknown_`, its words the rest
+    unknown = data.labels == data.dataset.task.classes.index("_unknown_")
+    p = data.sampling_probs(1.0, 2.0, 0.25)
+    plain = data.sampling_probs(1.0, 2.0)
+    assert np.isclose(p[-20:].sum(), 0.25 * p[unknown].sum())
+    assert np.isclose(p[unknown].sum(), plain[unknown].sum())   # the class keeps its mass
+    assert np.allclose(p[~unknown], plain[~unknown]) and np.isclose(p.sum(), 1.0)
+    with pytest.raises(KwsError, match="negative_share"):
+        TrainConfig(negative_share=1.0)
     with pytest.raises(KwsError, match="negative_dirs"):
         TrainConfig(negative_clips=5)

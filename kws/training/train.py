@@ -45,6 +45,9 @@ PHASES = ("dense", "sparsify", "sparse", "quant")
 
 # --- data ------------------------------------------------------------------------------------
 
+CROPS, MINED = "(keyword-free crops)", "(mined)"   # their sampling groups (words)
+
+
 def resolve_data(config: Config) -> list[Path]:
     """The training folders: `train.data`, else the rule of `kws.data.dataset.find_data`."""
     return find_data(configured=config.train.data, fallback=config.train.fallback_data)
@@ -77,7 +80,7 @@ class TrainingData:
             unknown = self.dataset.task.classes.index(self.dataset.task.other)
             self.labels = np.concatenate([self.labels, np.full(len(crops) + len(mined), unknown)])
             self.words = np.concatenate([self.words, np.array(
-                ["(keyword-free crops)"] * len(crops) + ["(mined)"] * len(mined), dtype=object)])
+                [CROPS] * len(crops) + [MINED] * len(mined), dtype=object)])
         clean = compute_features(self.dataset.clips, self.dataset.root, fc, cache_dir,
                                  skip_bad=True)
         self.bad = clean.bad          # unreadable files, skipped (train() reports them)
@@ -174,9 +177,23 @@ class TrainingData:
             raise KwsError(f"train.rir_dirs {list(config.train.rir_dirs)}: no impulse responses")
         return out
 
-    def sampling_probs(self, balance: float) -> np.ndarray:
-        """The probability of each training clip in a drawn epoch (`train.sample_balance`)."""
-        return sampling_probs(self.labels, self.words, balance)
+    def sampling_probs(self, balance: float, other_share: float = 1.0,
+                       negative_share: float = 0.0) -> np.ndarray:
+        """The probability of each training clip in a drawn epoch (`train.sample_balance`,
+        `train.other_share`, `train.negative_share`)."""
+        other = self.dataset.task.other
+        shares = ({self.dataset.task.classes.index(other): other_share}
+                  if other is not None else {})
+        p = sampling_probs(self.labels, self.words, balance, shares)
+        negative = np.isin(self.words, [CROPS, MINED])
+        if negative_share > 0 and negative.any():
+            # the keyword-free clips take `negative_share` of their class, the words the rest
+            in_class = self.labels == self.labels[negative][0]
+            mass, rest = p[negative].sum(), p[in_class & ~negative].sum()
+            p[negative] *= negative_share * (mass + rest) / mass
+            if rest > 0:
+                p[in_class & ~negative] *= (1 - negative_share) * (mass + rest) / rest
+        return p
 
     def class_weights(self, balance: float) -> torch.Tensor:
         """Loss weight per class ~ (clips of the class)^-balance, averaging 1 over the clips."""
@@ -187,7 +204,8 @@ class TrainingData:
         return torch.tensor(w, dtype=torch.float32)
 
 
-def sampling_probs(labels: np.ndarray, words: np.ndarray, balance: float) -> np.ndarray:
+def sampling_probs(labels: np.ndarray, words: np.ndarray, balance: float,
+                   shares: dict[int, float] | None = None) -> np.ndarray:
     """The probability of each clip in a drawn epoch, for clips of `labels` (classes) and
     `words` (groups within a class: an unknown word, the keyword-free crops, the mined clips).
 
@@ -195,10 +213,13 @@ def sampling_probs(labels: np.ndarray, words: np.ndarray, balance: float) -> np.
     within the class each word gets a share ~ (its clips)^(1-b); a clip gets its word's share
     evenly. b = 0 is every clip alike (the plain epoch); b = 1 is every class alike and, within
     `_unknown_`, every word alike, as in an official test set, whatever the folders over-supply.
+    `shares` multiplies the mass of some classes (`train.other_share`: the other-words class,
+    whose many words a 1 KB model otherwise under-calls).
     """
     p = np.zeros(len(labels))
     classes, class_counts = np.unique(labels, return_counts=True)
     class_mass = class_counts.astype(float) ** (1 - balance)
+    class_mass *= [(shares or {}).get(int(c), 1.0) for c in classes]
     for c, mass in zip(classes, class_mass / class_mass.sum()):
         in_class = labels == c
         names, counts = np.unique(words[in_class], return_counts=True)
@@ -393,8 +414,9 @@ class Trainer:
         self.augment = Augmenter(data, config)
         self.class_weights = (data.class_weights(config.train.class_balance)
                               if config.train.class_balance > 0 else None)
-        self.sampling = (data.sampling_probs(config.train.sample_balance)
-                         if config.train.sample_balance > 0 else None)
+        t = config.train
+        self.sampling = (data.sampling_probs(t.sample_balance, t.other_share, t.negative_share)
+                         if t.sample_balance > 0 or t.other_share != 1 else None)
         self.teacher = load_teacher(config) if config.train.distill_weight > 0 else None
         self.model.to(self.device)
         if self.teacher is not None:
