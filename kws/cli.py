@@ -235,7 +235,8 @@ def cmd_sweep(args):
 
     if args.folds:
         only = [int(f) for f in args.only_folds.split(",")] if args.only_folds else None
-        rows = run_cv(args.configs, args.out, args.folds, only, args.teacher_config, args.judge)
+        rows = run_cv(args.configs, args.out, args.folds, only, args.teacher_config, args.judge,
+                      args.negatives or (), args.fa_threshold)
         print((args.out / "cv_table.md").read_text())
         print(f"{len(rows)} configs, {args.folds}-fold speaker cross-validation")
         return
@@ -483,6 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", type=Path,
                    help="with --folds: score on this folder's held-out clips (default: the "
                         "config's first data folder)")
+    p.add_argument("--negatives", action="append", type=Path, metavar="FOLDER",
+                   help="with --folds: also the false accepts per hour of every fold model on "
+                        "the held-out speakers of this keyword-free audio (repeatable)")
+    p.add_argument("--fa-threshold", type=float, default=0.985,
+                   help="with --negatives: count false accepts at this threshold "
+                        "(default: %(default)s)")
     p.set_defaults(func=cmd_sweep)
 
     for name, func, text in [("export", cmd_export, "write the Arduino sketch folder of a model"),

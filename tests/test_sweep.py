@@ -2,7 +2,10 @@
 
 import json
 
-from kws.training.sweep import merged_rows, write_cv_results
+import pytest
+
+from kws.errors import KwsError
+from kws.training.sweep import fa_at, merged_rows, write_cv_results
 
 
 def row(name, mean):
@@ -24,3 +27,18 @@ def test_a_later_sweep_keeps_earlier_rows_and_replaces_its_own(tmp_path):
     (tmp_path / "cv_results.json").write_text("{not json")        # a damaged file: new rows
     assert merged_rows(tmp_path / "cv_results.json", [row("d", 0.5)]) == [row("d", 0.5)]
     assert merged_rows(tmp_path / "none.json", [row("d", 0.5)]) == [row("d", 0.5)]
+
+
+def test_false_accepts_column_and_threshold_lookup(tmp_path):
+    listened = dict(row("b", 0.80), fa_threshold=0.985, fa_per_fold=[100.0, 50.0],
+                    fa_per_hour=75.0, fa_hours=0.7)
+    write_cv_results([row("a", 0.70), listened], tmp_path)
+    lines = (tmp_path / "cv_table.md").read_text().splitlines()
+    assert "FA/h (threshold)" in lines[0] and lines[1].count("|") == lines[0].count("|")
+    assert "| 75 (0.985) |" in lines[3] and "| – |" in lines[2]
+    write_cv_results([row("a", 0.70)], tmp_path)          # no row listened: no column
+    assert "FA/h" not in (tmp_path / "cv_table.md").read_text()
+    curve = {"0.98": 120.0, "0.985": 75.0, "0.99": 40.0}
+    assert fa_at(curve, 0.985) == 75.0
+    with pytest.raises(KwsError, match="not on the false-accept curve"):
+        fa_at(curve, 0.986)

@@ -12,7 +12,11 @@ and scored on the fold's held-out speakers of the judge folder only (default: th
 first data folder, the one with an official test set's distribution). A config with a float
 teacher gets one teacher per fold, trained from `teacher_config` on that fold's training
 speakers, so no teacher has heard the speakers its student is scored on. The table gives the
-fold mean and standard deviation, and per-class accuracies pooled over the folds.
+fold mean and standard deviation, and per-class accuracies pooled over the folds. With
+`negatives` (folders of keyword-free audio) it also gives each fold model's false accepts per
+hour on the held-out side of those recordings (`kws.data.dataset.negative_side`: the speakers
+no `train.negative_dirs` crop came from) at one threshold, 2 windows in flight, no smoothing:
+the listening cost of a recipe beside its clip accuracy.
 """
 
 from __future__ import annotations
@@ -70,9 +74,40 @@ def fold_config(config, folds: int, fold: int, teacher: str | None = None):
     return replace(config, **sections)
 
 
+def fold_false_accepts(model_dir: Path, negatives, threshold: float) -> dict:
+    """False accepts per hour of one fold model on the held-out side of `negatives`, cached
+    beside the model (`negatives.json`, keyed by the model's hash and the folders)."""
+    from kws.checks.streameval import negatives_curve
+    from kws.quant.modelfile import load_model
+
+    model = load_model(model_dir)
+    cache = Path(model_dir).parent / "negatives.json"
+    key = {"model_hash": model.hash, "folders": sorted(str(f) for f in negatives)}
+    try:
+        doc = json.loads(cache.read_text())
+    except (OSError, json.JSONDecodeError):
+        doc = {}
+    if {k: doc.get(k) for k in key} != key:
+        r = negatives_curve(model, list(negatives), instances=2, smooth=1, side="heldout")
+        doc = dict(key, hours=r["hours"],
+                   curve={str(row["threshold"]): row["fa_per_hour"] for row in r["curve"]})
+        with atomic_open(cache, "w") as f:
+            json.dump(doc, f, indent=1)
+    return {"hours": doc["hours"], "fa_per_hour": fa_at(doc["curve"], threshold)}
+
+
+def fa_at(curve: dict[str, float], threshold: float) -> float:
+    """The false accepts per hour at `threshold` of a curve {threshold: FA/h}."""
+    for th, fa in curve.items():
+        if abs(float(th) - threshold) < 1e-9:
+            return fa
+    raise KwsError(f"threshold {threshold} is not on the false-accept curve (it has "
+                   f"{min(map(float, curve))}..{max(map(float, curve))} in fixed steps)")
+
+
 def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | None = None,
            teacher_config: Path | None = None, judge: Path | None = None,
-           progress=print) -> list[dict]:
+           negatives=(), fa_threshold: float = 0.985, progress=print) -> list[dict]:
     """The k-fold speaker cross-validation of each config (module doc); returns table rows."""
     import numpy as np
 
@@ -108,9 +143,13 @@ def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | Non
             judged_on = Path(judge) if judge else resolve_data(cfg)[0]
             r = evaluate(model_dir, judged_on, split="testing")
             r["fold"] = fold
+            if negatives:
+                r["negatives"] = fold_false_accepts(model_dir, negatives, fa_threshold)
             scores.append(r)
             progress(f"== {name}, fold {fold}: int {r['accuracy_int']:.4f} float "
-                     f"{r['accuracy_float']:.4f} on {r['n_clips']} clips of {judged_on}")
+                     f"{r['accuracy_float']:.4f} on {r['n_clips']} clips of {judged_on}"
+                     + (f"; {r['negatives']['fa_per_hour']:.0f} false accepts/h at "
+                        f"{fa_threshold}" if negatives else ""))
         ints = np.array([r["accuracy_int"] for r in scores])
         floats = np.array([r["accuracy_float"] for r in scores])
         confusion = np.sum([r["confusion_matrix"] for r in scores], axis=0)
@@ -125,6 +164,11 @@ def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | Non
                      "clips": int(sum(r["n_clips"] for r in scores)),
                      "worst_class": min(per_class, key=per_class.get),
                      "per_class": per_class})
+        if negatives:
+            fa = [r["negatives"]["fa_per_hour"] for r in scores]
+            rows[-1].update(fa_threshold=fa_threshold, fa_per_fold=[round(f, 1) for f in fa],
+                            fa_per_hour=float(np.mean(fa)),
+                            fa_hours=scores[0]["negatives"]["hours"])
     write_cv_results(merged_rows(out / "cv_results.json", rows), out)
     return rows
 
@@ -144,15 +188,19 @@ def write_cv_results(rows: list[dict], out: Path):
     with atomic_open(out / "cv_results.json", "w") as f:
         json.dump(rows, f, indent=1)
     classes = list(rows[0]["per_class"]) if rows else []
+    listened = any("fa_per_hour" in r for r in rows)   # a column when some row has it
     lines = ["| config | bytes | folds | int mean ± std | float mean ± std | worst class | "
+             + ("FA/h (threshold) | " if listened else "")
              + " | ".join(c.strip("_")[:5] for c in classes) + " |",
-             "|---|---:|---:|---:|---:|---|" + "---:|" * len(classes)]
+             "|---|---:|---:|---:|---:|---|" + "---:|" * (len(classes) + listened)]
     for r in rows:
         worst = r["worst_class"]
+        fa = (f"{r['fa_per_hour']:.0f} ({r['fa_threshold']}) | " if "fa_per_hour" in r
+              else "– | ") if listened else ""
         lines.append(f"| {r['name']} | {r['bytes']} | {len(r['folds'])} | "
                      f"{r['int_mean']:.3f} ± {r['int_std']:.3f} | "
                      f"{r['float_mean']:.3f} ± {r['float_std']:.3f} | "
-                     f"{worst} {r['per_class'][worst]:.2f} | "
+                     f"{worst} {r['per_class'][worst]:.2f} | " + fa
                      + " | ".join(f"{r['per_class'][c]:.2f}" for c in classes) + " |")
     with atomic_open(out / "cv_table.md", "w") as f:
         f.write("\n".join(lines) + "\n")
