@@ -231,7 +231,7 @@ def cmd_mine(args):
 
 
 def cmd_sweep(args):
-    from kws.training.sweep import run_cv, run_sweep
+    from kws.training.sweep import run_cv, run_sweep, stall_problems
 
     if args.folds:
         only = [int(f) for f in args.only_folds.split(",")] if args.only_folds else None
@@ -239,10 +239,14 @@ def cmd_sweep(args):
                       args.negatives or (), args.fa_threshold)
         print((args.out / "cv_table.md").read_text())
         print(f"{len(rows)} configs, {args.folds}-fold speaker cross-validation")
-        return
-    rows = run_sweep(args.configs, args.out)
-    print((args.out / "table.md").read_text())
-    print(f"{len(rows)} configs; picture: {args.out / 'tradeoff.png'}")
+    else:
+        rows = run_sweep(args.configs, args.out)
+        print((args.out / "table.md").read_text())
+        print(f"{len(rows)} configs; picture: {args.out / 'tradeoff.png'}")
+    problems = stall_problems(rows, sizes=args.sizes)
+    if problems:
+        raise KwsError("stalled training (kws/training/stability.py):\n  "
+                       + "\n  ".join(problems))
 
 
 # --- kws export / build / flash ---------------------------------------------------------------
@@ -487,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negatives", action="append", type=Path, metavar="FOLDER",
                    help="with --folds: also the false accepts per hour of every fold model on "
                         "the held-out speakers of this keyword-free audio (repeatable)")
+    p.add_argument("--sizes", action="store_true",
+                   help="the configs are one recipe at several budgets: fail when a model "
+                        "scores more than 5 points below a smaller one (a stalled run)")
     p.add_argument("--fa-threshold", type=float, default=0.985,
                    help="with --negatives: count false accepts at this threshold "
                         "(default: %(default)s)")

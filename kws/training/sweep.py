@@ -36,8 +36,13 @@ def _fastgrnn_config(path: Path):
     return config
 
 
+def n_classes(config) -> int:
+    return len(config.data.vocabulary().classes)
+
+
 def run_sweep(configs: list[Path], out: Path, progress=print) -> list[dict]:
     from kws.checks.evaluate import evaluate
+    from kws.training.stability import run_problems
     from kws.training.ship import ship
     from kws.training.train import resolve_data, train
 
@@ -51,7 +56,8 @@ def run_sweep(configs: list[Path], out: Path, progress=print) -> list[dict]:
             result = train(config, folder / "run", resume=True, progress=lambda *_: None)
             ship(result, config, name, model_dir)
         data = resolve_data(config)
-        row = {"name": name, "config": str(path)}
+        row = {"name": name, "config": str(path),
+               "problems": run_problems(run_history(folder / "run"), n_classes(config))}
         for split in ("validation", "testing"):
             r = evaluate(model_dir, data, split=split)
             row.update(bytes=r["model_bytes"], **{f"{split}_float": r["accuracy_float"],
@@ -62,6 +68,28 @@ def run_sweep(configs: list[Path], out: Path, progress=print) -> list[dict]:
                  f" test int {row['testing_int']:.4f}")
     write_results(rows, Path(out))
     return rows
+
+
+def run_history(run_dir: Path) -> list[dict]:
+    """The per-epoch rows a run wrote (`metrics.csv`); empty when there are none."""
+    import csv
+
+    try:
+        with open(Path(run_dir) / "metrics.csv", newline="") as f:
+            return list(csv.DictReader(f))
+    except OSError:
+        return []
+
+
+def stall_problems(rows: list[dict], sizes: bool = False) -> list[str]:
+    """Every stalled run of a sweep's rows (their `problems`), and with `sizes` (the configs
+    are one recipe at several budgets) every model below a smaller one (kws.training.stability)."""
+    from kws.training.stability import size_problems
+
+    out = [f"{r['name']}: {p}" for r in rows for p in r.get("problems", [])]
+    if sizes:
+        out += size_problems(rows, "int_mean" if "int_mean" in rows[0] else "validation_int")
+    return out
 
 
 def fold_config(config, folds: int, fold: int, teacher: str | None = None):
@@ -113,6 +141,7 @@ def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | Non
 
     from kws.checks.evaluate import evaluate
     from kws.training.ship import ship
+    from kws.training.stability import run_problems
     from kws.training.train import resolve_data, train
 
     out = Path(out)
@@ -143,6 +172,8 @@ def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | Non
             judged_on = Path(judge) if judge else resolve_data(cfg)[0]
             r = evaluate(model_dir, judged_on, split="testing")
             r["fold"] = fold
+            r["problems"] = [f"fold {fold}: {p}" for p in run_problems(
+                run_history(folder / f"fold{fold}" / "run"), n_classes(cfg))]
             if negatives:
                 r["negatives"] = fold_false_accepts(model_dir, negatives, fa_threshold)
             scores.append(r)
@@ -163,7 +194,8 @@ def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | Non
                      "int_per_fold": ints.round(4).tolist(),
                      "clips": int(sum(r["n_clips"] for r in scores)),
                      "worst_class": min(per_class, key=per_class.get),
-                     "per_class": per_class})
+                     "per_class": per_class,
+                     "problems": [p for r in scores for p in r["problems"]]})
         if negatives:
             fa = [r["negatives"]["fa_per_hour"] for r in scores]
             rows[-1].update(fa_threshold=fa_threshold, fa_per_fold=[round(f, 1) for f in fa],
