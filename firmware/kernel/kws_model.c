@@ -323,6 +323,104 @@ KWS_INLINE int32_t dot_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v,
     return acc;
 }
 
+/* ---- Cortex-M DSP extension (M4, M7, M33): dense int8 rows with SXTB16 + SMLAD ------------
+ * On cores with __ARM_FEATURE_DSP (not M0/M0+/M3; KWS_NO_DSP turns it off) every dense int8
+ * row goes through two instructions that do four multiply-accumulates: SXTB16 sign-extends
+ * bytes 0 and 2 (or, rotated, 1 and 3) of a word of four weights into two int16 halves, and
+ * SMLAD adds both halves' 16 x 16 products to a 32-bit sum. The vector is packed once per
+ * matrix in the order SXTB16 unpacks the weights: elements 4q..4q+3 become the two words
+ * (v[4q], v[4q+2]) and (v[4q+1], v[4q+3]), low half first (int8 vectors sign-extended, int16
+ * vectors as they are); the last cols % 4 elements of a row are summed in C.
+ * Exact: the products are the C path's (int8 x int8 or int8 x int16, |w v| <= 2^22, exact in
+ * a 16 x 16 -> 32 multiply) and only the order of the additions differs. Every partial sum in
+ * any order is bounded by the row's sum of |w v|, which check_no_overflow keeps inside int32
+ * (the int8 state: < 2^23), so no sum wraps and the row sum is the C path's, bit for bit; the
+ * roundings and shifts after it are the C path's own code. Weights are read with memcpy
+ * (unaligned word loads, which v7E-M does in one ldr). int4 and sparse rows stay in C. */
+#if defined(__ARM_FEATURE_DSP) && !defined(KWS_NO_DSP) && KWS_WEIGHT_BITS == 8
+#define KWS_DSP 1
+#include <arm_acle.h>
+#include <string.h>
+
+/* words of a packed vector of at most KWS_MAX_DIM elements (+1: the array is never empty) */
+#define KWS_PACKED(n) (2 * ((n) / 4) + 1)
+
+KWS_INLINE int32_t load32(const void *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* bytes 1 and 3 of x sign-extended into the two int16 halves (SXTB16 with ROR #8; gcc's
+ * arm_acle.h has no __ror to fold into __sxtb16) */
+KWS_INLINE int32_t sxtb16_odd(int32_t x)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* p[0 .. 2 quads): v[0 .. 4 quads) packed for smlad (int8 vector) */
+KWS_INLINE void pack_x(int32_t *p, const int8_t *v, kws_idx quads)
+{
+    do {
+        int32_t x = load32(v);
+        *p++ = __sxtb16(x);
+        *p++ = sxtb16_odd(x);
+        v += 4;
+    } while (--quads);
+}
+
+/* the same for an int16 vector (tw, tu, h of the int16-state arithmetic) */
+KWS_INLINE_MAYBE void pack_h(int32_t *p, const int16_t *v, kws_idx quads)
+{
+    do {
+        *p++ = (int32_t)((uint32_t)(uint16_t)v[0] | (uint32_t)(uint16_t)v[2] << 16);
+        *p++ = (int32_t)((uint32_t)(uint16_t)v[1] | (uint32_t)(uint16_t)v[3] << 16);
+        v += 4;
+    } while (--quads);
+}
+
+/* the first 4 quads weights of a row (wp) . the packed vector p: two SMLADs per word */
+KWS_INLINE int32_t dot_dsp(const uint8_t *wp, const int32_t *p, kws_idx quads)
+{
+    int32_t acc = 0;
+    do {
+        int32_t w = load32(wp);
+        acc = __smlad(__sxtb16(w), p[0], acc);
+        acc = __smlad(sxtb16_odd(w), p[1], acc);
+        wp += 4;
+        p += 2;
+    } while (--quads);
+    return acc;
+}
+
+/* one dense int8 row . v (int8), p = v packed; the stream moves past the row */
+KWS_INLINE_MAYBE int32_t row_x_dsp(kws_vals *w, const int32_t *p, const int8_t *v, kws_idx cols)
+{
+    const uint8_t *wp = w->p;
+    int32_t acc = cols >= 4 ? dot_dsp(wp, p, (kws_idx)(cols / 4)) : 0;
+    kws_idx j;
+    for (j = (kws_idx)(cols & ~3u); j < cols; j++)
+        acc += (int16_t)((int16_t)(int8_t)wp[j] * v[j]);
+    w->p = wp + cols;
+    return acc;
+}
+
+/* one dense int8 row . v (int16) */
+KWS_INLINE_MAYBE int32_t row_h_dsp(kws_vals *w, const int32_t *p, const int16_t *v, kws_idx cols)
+{
+    const uint8_t *wp = w->p;
+    int32_t acc = cols >= 4 ? dot_dsp(wp, p, (kws_idx)(cols / 4)) : 0;
+    kws_idx j;
+    for (j = (kws_idx)(cols & ~3u); j < cols; j++)
+        acc += (int32_t)(int8_t)wp[j] * v[j];
+    w->p = wp + cols;
+    return acc;
+}
+#endif
+
 /* ---- AVR: the dense int8 rows in assembly (lpm, muls/mulsu, 24-bit sums) ------------------
  * Same results as dot_x / dot_h (tested on the simulated board against the C path, built with
  * -DKWS_NO_ASM). Sums fit 24 bits: |w x| <= 2^14 and rows are at most 255 long; for int16
@@ -439,6 +537,17 @@ KWS_INLINE void mat_x(kws_vals *w, kws_mask *m, int sparse, const int8_t *v, kws
         return;
     }
 #endif
+#ifdef KWS_DSP
+    if (!sparse) {
+        int32_t p[KWS_PACKED(KWS_MAX_DIM)];
+        if (cols >= 4)
+            pack_x(p, v, (kws_idx)(cols / 4));
+        do
+            *out++ = row_x_dsp(w, p, v, cols);
+        while (--rows);
+        return;
+    }
+#endif
     do
         *out++ = dot_x(w, m, sparse, v, cols);
     while (--rows);
@@ -450,6 +559,17 @@ KWS_INLINE_MAYBE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t 
 #ifdef KWS_ASM
     if (!sparse) {
         mat_h_asm(&w->p, v, cols, rows, out);
+        return;
+    }
+#endif
+#ifdef KWS_DSP
+    if (!sparse) {
+        int32_t p[KWS_PACKED(KWS_MAX_DIM)];
+        if (cols >= 4)
+            pack_h(p, v, (kws_idx)(cols / 4));
+        do
+            *out++ = row_h_dsp(w, p, v, cols);
+        while (--rows);
         return;
     }
 #endif
@@ -1768,6 +1888,21 @@ static void kws_rec8_c(const int8_t *tw, const int8_t *tu, int8_t *h)
     kws_idx r;
     STREAM(kws_W2, KWS_W2_MASK_PTR, w, m);
     STREAM(kws_U2, KWS_U2_MASK_PTR, w2, m2);
+#ifdef KWS_DSP
+    if (!KWS_W2_SPARSE && !KWS_U2_SPARSE) {
+        int32_t ptw[KWS_PACKED(KWS_RANK_W)], ptu[KWS_PACKED(KWS_RANK_U)];
+        if (KWS_RANK_W >= 4)
+            pack_x(ptw, tw, KWS_RANK_W / 4);
+        if (KWS_RANK_U >= 4)
+            pack_x(ptu, tu, KWS_RANK_U / 4);
+        for (r = 0; r < KWS_HIDDEN; r++) {
+            int32_t a = row_x_dsp(&w, ptw, tw, KWS_RANK_W) + row_x_dsp(&w2, ptu, tu, KWS_RANK_U);
+            h[r] = gate8(a, (int8_t)KWS_READ_U8(kws_bz + r), (int8_t)KWS_READ_U8(kws_bc + r),
+                         h[r]);
+        }
+        return;
+    }
+#endif
     for (r = 0; r < KWS_HIDDEN; r++) {
         int32_t a = dot_x(&w, &m, KWS_W2_SPARSE, tw, KWS_RANK_W) +
                     dot_x(&w2, &m2, KWS_U2_SPARSE, tu, KWS_RANK_U);
