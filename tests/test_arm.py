@@ -1,5 +1,6 @@
 """The Cortex-M target: the kernel cross-compiled for M0+/M3/M4 (plain C99, the right
-architecture), the kernel's golden vectors run on QEMU's Cortex-M machines, the protocol
+architecture; SMLAD on the M4 only), the kernel's golden vectors run on QEMU's Cortex-M
+machines (the M4 on its DSP path and, with KWS_NO_DSP, on the portable C), the protocol
 firmware on a simulated board through `kws verify` (0 mismatched frames), instruction
 counts that do not depend on QEMU's time base, the model bytes in the ELF, and the errors
 for boards without firmware and for a model or firmware too big for a board."""
@@ -47,7 +48,8 @@ def cases(tmp_path_factory):
     root = tmp_path_factory.mktemp("arm-golden")
     out = {}
     for name, im, x in golden.cases():
-        if name in ("dense8", "sparse4", "big8", "mixed4"):
+        if name in ("dense8", "sparse4", "big8", "mixed4", "odd8", "s8dense8", "s8big8",
+                    "s8mixed8", "s8odd8", "shipped-default", "shipped-default_int16"):
             golden.write_case(root / name, im, x, name)
             out[name] = root / name
     return out
@@ -83,11 +85,38 @@ def test_kernel_cross_compiles_for_cortex_m(cpu, cases, tmp_path):
     assert cpu_arch(obj) == CORES[cpu]
 
 
-def golden_elf(case_dir, cpu, out):
+def smlad_count(elf) -> int:
+    """How many SMLAD instructions the disassembly of `elf` (or an object) holds."""
+    r = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True,
+                       text=True, check=True)
+    return sum(1 for ln in r.stdout.splitlines() if "\tsmlad\t" in ln)
+
+
+@needs_gcc
+@pytest.mark.parametrize("cpu,flags,dsp", [("cortex-m4", [], True),
+                                           ("cortex-m4", ["-DKWS_NO_DSP"], False),
+                                           ("cortex-m3", [], False),
+                                           ("cortex-m0plus", [], False)])
+def test_the_dsp_path_is_compiled_for_the_m4_only(cpu, flags, dsp, cases, tmp_path):
+    """Dense int8 rows use SXTB16 + SMLAD where the core has the DSP extension (the M4 of
+    mps2-an386), in both arithmetics; the M3 and M0+ (and -DKWS_NO_DSP) get the portable C,
+    and int4 weights stay on it everywhere."""
+    for name in ("dense8", "s8dense8", "sparse4"):
+        obj = tmp_path / f"{name}.o"
+        r = subprocess.run(["arm-none-eabi-gcc", f"-mcpu={cpu}", "-mthumb", "-O2", "-std=c99",
+                            "-Wall", "-Wextra", "-Werror", "-pedantic", *flags,
+                            f"-I{cases[name]}", f"-I{KERNEL}", "-c",
+                            str(KERNEL / "kws_model.c"), "-o", str(obj)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert (smlad_count(obj) > 0) == (dsp and name != "sparse4"), (name, cpu, flags)
+
+
+def golden_elf(case_dir, cpu, out, *flags):
     """firmware/tests/test_kernel.c for a Cortex-M, run by QEMU with semihosting (startup.c)."""
     r = subprocess.run(
         ["arm-none-eabi-gcc", f"-mcpu={cpu}", "-mthumb", "-O2", "-std=c99", "-Wall", "-Wextra",
-         "-Werror", "-DKWS_MACHINE_MPS2", "-DKWS_SEMIHOSTING", "-DKWS_SEMIHOSTING_STDIO",
+         "-Werror", "-DKWS_MACHINE_MPS2", "-DKWS_SEMIHOSTING", "-DKWS_SEMIHOSTING_STDIO", *flags,
          f"-I{case_dir}", f"-I{KERNEL}", f"-I{PORT}", str(FIRMWARE / "tests" / "test_kernel.c"),
          str(KERNEL / "kws_model.c"), str(PORT / "startup.c"), "-nostartfiles",
          "--specs=rdimon.specs", f"-L{PORT / 'ld'}", "-Tmps2.ld",
@@ -107,19 +136,20 @@ def run_semihosted(elf, machine, *args):
 
 @needs_gcc
 @needs_qemu
-@pytest.mark.parametrize("cpu,machine", [("cortex-m4", "mps2-an386"),
-                                         ("cortex-m3", "mps2-an385"),
-                                         ("cortex-m0plus", "mps2-an385")])
-def test_golden_vectors_in_qemu(cpu, machine, cases, tmp_path):
+@pytest.mark.parametrize("cpu,machine,flags", [("cortex-m4", "mps2-an386", ()),
+                                               ("cortex-m4", "mps2-an386", ("-DKWS_NO_DSP",)),
+                                               ("cortex-m3", "mps2-an385", ()),
+                                               ("cortex-m0plus", "mps2-an385", ())])
+def test_golden_vectors_in_qemu(cpu, machine, flags, cases, tmp_path):
     for name, case_dir in cases.items():
-        elf = golden_elf(case_dir, cpu, tmp_path / f"{name}.elf")
+        elf = golden_elf(case_dir, cpu, tmp_path / f"{name}.elf", *flags)
         r = run_semihosted(elf, machine, case_dir / "golden.bin")
         assert r.returncode == 0 and r.stdout.startswith("ok:"), (name, r.stdout, r.stderr)
     # and the test fails on a wrong value
     data = bytearray((cases["dense8"] / "golden.bin").read_bytes())
     data[-3] ^= 1
     (tmp_path / "bad.bin").write_bytes(bytes(data))
-    elf = golden_elf(cases["dense8"], cpu, tmp_path / "dense8.elf")
+    elf = golden_elf(cases["dense8"], cpu, tmp_path / "dense8.elf", *flags)
     r = run_semihosted(elf, machine, tmp_path / "bad.bin")
     assert r.returncode != 0 and "MISMATCH" in r.stdout
 
@@ -138,6 +168,7 @@ def test_verify_on_simulated_cortex_m(prof, model, tmp_path):
     fw = sim_firmware(model, out_dir=tmp_path / "fw", profile=prof)
     assert fw.counter == "instructions" and fw.f_cpu == profile(prof).f_cpu
     assert cpu_arch(fw.elf) == CORES[profile(prof).cpu]
+    assert (smlad_count(fw.elf) > 0) == (profile(prof).cpu == "cortex-m4")   # the DSP path
     r = verify(model, SC_MINI, board="sim", boards=2, split="testing", fw=fw, profile=prof)
     text = format_summary(r)
     print("\n" + text)

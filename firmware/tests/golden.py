@@ -8,8 +8,9 @@ frame's state and scores). The host-compiled kernel must reproduce every value.
 
 Cases: random models int8 and int4, dense and sparse (all five matrices, odd ranks so int4
 nibbles and mask bits cross row boundaries), one with large weights whose shifts are left
-shifts (tw, tu, h saturate: checked by `saturation`), a tiny one, and every shipped model
-in models/ (if any). Inputs mix uniform int8, the extremes -128/127 and silence.
+shifts (tw, tu, h saturate: checked by `saturation`), a tiny one, dense int8 ones with odd
+shapes, and every shipped model in models/ (if any). Inputs mix uniform int8, the extremes
+-128/127 and silence.
 """
 
 from __future__ import annotations
@@ -121,6 +122,11 @@ def cases() -> list[tuple[str, IntModel, np.ndarray]]:
                                   density={"W1": 0.3, "U2": 0.4, "Wc": 0.5}, state_bits=8)),
         ("s8big8", big_model(11, 8, state_bits=8)),
         ("s8big4", big_model(12, 4, state_bits=8)),
+        # dense int8 with rows that are not whole words and odd row counts (the Cortex-M DSP
+        # path's tails: cols % 4 = 1, 2, 3; rows in pairs plus one)
+        ("odd8", random_model(13, 8, hidden=13, rank_w=5, rank_u=7, n_classes=5, n_in=30)),
+        ("s8odd8", random_model(14, 8, hidden=13, rank_w=5, rank_u=7, n_classes=5, n_in=31,
+                                state_bits=8)),
     ]
     # Wc is not sparsified by training; force one case to store it sparse
     im = out[2][1]
