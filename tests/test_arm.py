@@ -1,8 +1,8 @@
 """The Cortex-M target: the kernel cross-compiled for M0+/M3/M4 (plain C99, the right
 architecture; SMLAD on the M4 only), the kernel's golden vectors run on QEMU's Cortex-M
-machines (the M4 on its DSP path and, with KWS_NO_DSP, on the portable C), the protocol
-firmware on a simulated board through `kws verify` (0 mismatched frames), instruction
-counts that do not depend on QEMU's time base, the model bytes in the ELF, and the errors
+machines (the M4 on its DSP path, ACLE or inline asm, and with KWS_NO_DSP on the portable
+C), the protocol firmware on a simulated board through `kws verify` (0 mismatched frames),
+instruction counts that do not depend on QEMU's time base, the model bytes in the ELF, and the errors
 for boards without firmware and for a model or firmware too big for a board."""
 
 import dataclasses
@@ -94,6 +94,7 @@ def smlad_count(elf) -> int:
 
 @needs_gcc
 @pytest.mark.parametrize("cpu,flags,dsp", [("cortex-m4", [], True),
+                                           ("cortex-m4", ["-DKWS_DSP_ASM"], True),
                                            ("cortex-m4", ["-DKWS_NO_DSP"], False),
                                            ("cortex-m3", [], False),
                                            ("cortex-m0plus", [], False)])
@@ -137,6 +138,7 @@ def run_semihosted(elf, machine, *args):
 @needs_gcc
 @needs_qemu
 @pytest.mark.parametrize("cpu,machine,flags", [("cortex-m4", "mps2-an386", ()),
+                                               ("cortex-m4", "mps2-an386", ("-DKWS_DSP_ASM",)),
                                                ("cortex-m4", "mps2-an386", ("-DKWS_NO_DSP",)),
                                                ("cortex-m3", "mps2-an385", ()),
                                                ("cortex-m0plus", "mps2-an385", ())])
