@@ -2,8 +2,8 @@
 architecture; SMLAD on the M4 only), the kernel's golden vectors run on QEMU's Cortex-M
 machines (the M4 on its DSP path, ACLE or inline asm, and with KWS_NO_DSP on the portable
 C), the protocol firmware on a simulated board through `kws verify` (0 mismatched frames),
-instruction counts that do not depend on QEMU's time base, the model bytes in the ELF, and the errors
-for boards without firmware and for a model or firmware too big for a board."""
+instruction counts that do not depend on QEMU's time base, the model bytes in the ELF, and
+the errors for boards without firmware and for a model or firmware too big for a board."""
 
 import dataclasses
 import shutil

@@ -347,9 +347,10 @@ KWS_INLINE int32_t dot_h(kws_vals *w, kws_mask *m, int sparse, const int16_t *v,
 #if defined(__ARM_FEATURE_DSP) && !defined(KWS_NO_DSP) && KWS_WEIGHT_BITS == 8
 #define KWS_DSP 1
 #include <string.h>
-/* SXTB16 and SMLAD through arm_acle.h's __sxtb16 and __smlad where the compiler has them (gcc
- * 10 on, clang), which gcc schedules better (3,072 against 3,310 instructions a step for the
- * shipped model); else, or with KWS_DSP_ASM, as inline asm (tested both ways) */
+/* SXTB16 and SMLAD through arm_acle.h's __sxtb16 and __smlad where the compiler should have
+ * them (gcc 10 and later, clang; checked with gcc 12 only), which gcc schedules better (3,072
+ * against 3,310 instructions a step for the shipped model); else, or with KWS_DSP_ASM, as
+ * inline asm (both tested) */
 #if !defined(KWS_DSP_ASM) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 10))
 #define KWS_DSP_ACLE 1
 #include <arm_acle.h>
