@@ -14,11 +14,12 @@ CONFIG     ?= configs/default.yaml
 SYNTH_DIR  ?= data/synth
 SYNTH_CLIPS ?= 7000
 
-.PHONY: setup apt venv demo train wake sentences levers eval firmware flash verify stream test fuzz bench clean help
+.PHONY: setup apt venv demo train train-5k wake sentences levers eval firmware flash verify stream test fuzz bench clean help
 
 help:
 	@echo "make demo   - offline end-to-end run on the synthetic corpus"
 	@echo "make train  - train and ship models/default (RESUME=1 to continue a run)"
+	@echo "make train-5k - train and ship models/default_5k, the 5.5 KB model for boards with room"
 	@echo "make wake   - train, mine hard negatives three times, ship and evaluate models/wake_stop"
 	@echo "make eval   - evaluate models/default (DATA=folder)"
 	@echo "make test   - the test suite"
@@ -73,6 +74,14 @@ train: setup
 	$(KWS) train --config configs/synth_pretrain.yaml --resume
 	$(KWS) train --config configs/teacher.yaml --resume
 	$(KWS) train --config $(CONFIG) $(if $(RESUME),--resume)
+
+# The 5.5 KB model for boards with room (configs/default_5k.yaml): the same synthetic corpus,
+# pre-training at its shape, a GRU teacher on the dev + extra clips with balanced epochs, the model.
+train-5k: setup
+	$(KWS) data synth --out $(SYNTH_DIR) --clips $(SYNTH_CLIPS)
+	$(KWS) train --config configs/synth_pretrain_h72.yaml --resume
+	$(KWS) train --config configs/teacher_balanced.yaml --resume
+	$(KWS) train --config configs/default_5k.yaml $(if $(RESUME),--resume)
 
 # The wake-word model "stop" (configs/wake_stop.yaml): stream cuts, then three rounds of hard
 # negatives (each round mines the last model's false accepts on the training speakers of the
