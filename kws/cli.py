@@ -239,6 +239,10 @@ def cmd_sweep(args):
                       args.negatives or (), args.fa_threshold)
         print((args.out / "cv_table.md").read_text())
         print(f"{len(rows)} configs, {args.folds}-fold speaker cross-validation")
+        if args.sizes:
+            from kws.training.sweep import plot_size_curve
+            plot_size_curve(rows, args.out / "size_curve.png")
+            print(f"picture: {args.out / 'size_curve.png'}")
     else:
         rows = run_sweep(args.configs, args.out)
         print((args.out / "table.md").read_text())
@@ -493,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the held-out speakers of this keyword-free audio (repeatable)")
     p.add_argument("--sizes", action="store_true",
                    help="the configs are one recipe at several budgets: fail when a model "
-                        "scores more than 5 points below a smaller one (a stalled run)")
+                        "scores more than 5 points below a smaller one (a stalled run); with "
+                        "--folds, the curve in <out>/size_curve.png")
     p.add_argument("--fa-threshold", type=float, default=0.985,
                    help="with --negatives: count false accepts at this threshold "
                         "(default: %(default)s)")

@@ -42,3 +42,11 @@ def test_false_accepts_column_and_threshold_lookup(tmp_path):
     assert fa_at(curve, 0.985) == 75.0
     with pytest.raises(KwsError, match="not on the false-accept curve"):
         fa_at(curve, 0.986)
+
+
+def test_size_curve_picture(tmp_path):
+    from kws.training.sweep import plot_size_curve
+
+    rows = [dict(row("s1k", 0.80), bytes=983), dict(row("s512", 0.70), bytes=505)]
+    plot_size_curve(rows, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

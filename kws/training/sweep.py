@@ -289,3 +289,30 @@ def plot_tradeoff(rows: list[dict], path: Path):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def plot_size_curve(rows: list[dict], path: Path):
+    """One recipe at several budgets (`kws sweep --folds k --sizes`): fold mean ± std of the
+    integer accuracy against the model's bytes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(rows, key=lambda r: r["bytes"])
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    ax.errorbar([r["bytes"] for r in rows], [r["int_mean"] for r in rows],
+                yerr=[r["int_std"] for r in rows], marker="s", capsize=3, color="tab:orange",
+                label="integer model, fold mean ± std")
+    for r in rows:
+        ax.annotate(f"{r['name']} {r['int_mean']:.3f} ({len(r['folds'])} folds)",
+                    (r["bytes"], r["int_mean"]), fontsize=7, xytext=(5, -11),
+                    textcoords="offset points")
+    ax.axvline(1024, color="grey", lw=0.6)
+    ax.set(xscale="log", xlabel="model bytes (as stored on the device)",
+           ylabel="accuracy on held-out speakers' dev clips",
+           title="accuracy vs bytes, speaker cross-validation")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
