@@ -99,6 +99,7 @@ class ModelConfig:
     rank_w: int = 6
     rank_u: int = 6
     weight_bits: int = 8           # 8, or 4 (packed two per byte)
+    weight_scale: str = "max"      # a matrix's power-of-two scale: max (no clipping) or mse
     state_bits: int = 16           # the arithmetic (kws/quant/arith.py): 16 (int16 state) or 8
     qx: int = 5                    # fractional bits of the int8 input (normalised features)
     density: dict = field(default_factory=dict)  # factor -> fraction of weights kept, e.g. W1: 0.5
@@ -111,6 +112,8 @@ class ModelConfig:
             raise KwsError(f"model.arch must be fastgrnn or gru, not {self.arch!r}")
         if self.weight_bits not in (4, 8):
             raise KwsError("model.weight_bits must be 4 or 8")
+        if self.weight_scale not in ("max", "mse"):
+            raise KwsError(f"model.weight_scale must be max or mse, not {self.weight_scale!r}")
         if self.state_bits not in (16, 8):
             raise KwsError("model.state_bits must be 16 or 8")
         for k, v in self.density.items():

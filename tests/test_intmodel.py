@@ -147,3 +147,25 @@ def test_bad_integer_models_are_refused():
     exps = dict(im.exponents, W2=-6)  # a huge W2 scale: the bound check must object
     with pytest.raises(KwsError, match="overflow"):
         IntModel(32, 16, 5, 4, 12, 5, 8, dict(im.arrays), exps, im.zeta, im.nu).check_no_overflow()
+
+
+def test_mse_weight_scale_clips_outliers_and_stays_bit_exact():
+    from kws.training.model import scale_exponent
+
+    w = torch.tensor([1.0] + [0.1, -0.12, 0.08, 0.11, -0.09] * 10)   # one outlier
+    e_max = scale_exponent(w, 4, "max")
+    assert e_max == 2                                    # 1.0 * 4 = 4 <= 7 < 8
+    e_mse = scale_exponent(w, 4, "mse")
+    assert e_mse in (e_max + 1, e_max + 2)               # finer: the outlier clips to 7
+    assert scale_exponent(w, 8, "max") == 6              # 127 / 1.0 -> 2^6
+    for rule in ("max", "mse"):
+        m = random_model(5, 4)
+        m.weight_scale = rule
+        im = from_torch(m)
+        xq = quantize_features(torch.randn(3, 20, 32).numpy(), np.zeros(32), np.ones(32), m.qx)
+        with torch.no_grad():
+            ref = m.forward_int(torch.from_numpy(xq)).numpy()
+        np.testing.assert_array_equal(im.run(xq), ref.astype(np.int64))
+    with pytest.raises(KwsError, match="weight_scale"):
+        from kws.config import ModelConfig
+        ModelConfig(weight_scale="minmax")

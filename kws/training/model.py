@@ -58,6 +58,22 @@ def quantize_weight(w: torch.Tensor, bits: int, exponent: int | None = None):
     return ste(scaled, torch.clamp(torch.floor(scaled + 0.5), -top, top)), exponent
 
 
+def scale_exponent(w: torch.Tensor, bits: int, rule: str = "max") -> int:
+    """The power-of-two exponent of a weight matrix: `max`, the largest that keeps every
+    weight in range (weight_exponent); `mse`, that or up to two steps finer, whichever gives
+    the least squared error with the largest weights clipped (at 4 bits a few outliers
+    otherwise leave most weights on two or three levels)."""
+    e = weight_exponent(float(w.abs().max()), bits)
+    if rule == "max":
+        return e
+    top, w = WEIGHT_BITS_RANGE[bits], w.double()
+
+    def error(k):
+        q = torch.clamp(torch.floor(w * 2.0 ** k + 0.5), -top, top) * 2.0 ** -k
+        return float(((w - q) ** 2).sum())
+    return min((e, e + 1, e + 2), key=error)
+
+
 def quantize_input(x: torch.Tensor, qx: int) -> torch.Tensor:
     """Normalised float features -> int8 values (as float64), as the host sends them."""
     scaled = x.double() * 2.0 ** qx
@@ -76,10 +92,12 @@ def quant_tanh(v):
 
 class FastGRNN(nn.Module):
     def __init__(self, n_in: int, hidden: int, rank_w: int, rank_u: int, n_classes: int,
-                 weight_bits: int = 8, qx: int = 5, state_bits: int = 16):
+                 weight_bits: int = 8, qx: int = 5, state_bits: int = 16,
+                 weight_scale: str = "max"):
         super().__init__()
         self.n_in, self.hidden, self.n_classes = n_in, hidden, n_classes
         self.weight_bits, self.qx, self.state_bits = weight_bits, qx, state_bits
+        self.weight_scale = weight_scale   # how a matrix's exponent is chosen (scale_exponent)
         self.W1 = nn.Parameter(torch.randn(rank_w, n_in) / math.sqrt(n_in))
         self.W2 = nn.Parameter(torch.randn(hidden, rank_w) / math.sqrt(rank_w))
         self.U1 = nn.Parameter(torch.randn(rank_u, hidden) / math.sqrt(hidden))
@@ -166,11 +184,14 @@ class FastGRNN(nn.Module):
         out = {}
         shared = {}
         if self.state_bits == 8:  # W2 and U2 share one exponent: one sum W2 tw + U2 tu
-            top = max(float(self.masked(n).detach().abs().max()) for n in ("W2", "U2"))
-            e = weight_exponent(top, self.weight_bits)
+            both = torch.cat([self.masked(n).detach().flatten() for n in ("W2", "U2")])
+            e = scale_exponent(both, self.weight_bits, self.weight_scale)
             shared = {"W2": e, "U2": e}
         for name in FACTORS:
             e = frozen.get(name, shared.get(name))
+            if e is None:
+                e = scale_exponent(self.masked(name).detach(), self.weight_bits,
+                                   self.weight_scale)
             out[name] = quantize_weight(self.masked(name), self.weight_bits, e)
         for name in ("bz", "bc", "bcls"):  # biases are int8 whatever the weight width
             out[name] = quantize_weight(getattr(self, name), 8, frozen.get(name))

@@ -359,7 +359,8 @@ def build_model(config: Config, n_classes: int):
     if m.arch == "gru":
         return GRUBaseline(config.features.n_mels, m.hidden, n_classes)
     return FastGRNN(config.features.n_mels, m.hidden, m.rank_w, m.rank_u, n_classes,
-                    weight_bits=m.weight_bits, qx=m.qx, state_bits=m.state_bits)
+                    weight_bits=m.weight_bits, qx=m.qx, state_bits=m.state_bits,
+                    weight_scale=m.weight_scale)
 
 
 def pooled(scores: torch.Tensor, pool_frames: int) -> torch.Tensor:
