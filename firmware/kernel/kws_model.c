@@ -452,10 +452,15 @@ KWS_INLINE void dot2_dsp(const uint8_t *wp, kws_idx cols, const int32_t *p, kws_
 }
 
 /* out[r] = the first 4 * (cols / 4) weights of each of `rows` rows . the packed vector p, two
- * rows at a time (the caller adds the last cols % 4 products); cols >= 4 */
+ * rows at a time (the caller adds the last cols % 4 products); 0 when cols < 4 */
 KWS_INLINE void mat_dsp(const uint8_t *wp, const int32_t *p, kws_idx cols, kws_idx rows,
                         int32_t *out)
 {
+    if (cols < 4) {
+        while (rows--)
+            *out++ = 0;
+        return;
+    }
     for (; rows >= 2; rows -= 2) {
         dot2_dsp(wp, cols, p, (kws_idx)(cols / 4), out);
         wp += 2 * cols;
@@ -599,13 +604,9 @@ KWS_INLINE void mat_x(kws_vals *w, kws_mask *m, int sparse, const int8_t *v, kws
     if (!sparse) {
         int32_t p[KWS_PACKED(KWS_MAX_DIM)];
         kws_idx r, j;
-        if (cols >= 4) {
+        if (cols >= 4)
             pack_x(p, v, (kws_idx)(cols / 4));
-            mat_dsp(w->p, p, cols, rows, out);
-        } else {
-            for (r = 0; r < rows; r++)
-                out[r] = 0;
-        }
+        mat_dsp(w->p, p, cols, rows, out);
         for (r = 0; r < rows; r++) {
             const uint8_t *wp = w->p + r * cols;
             for (j = (kws_idx)(cols & ~3u); j < cols; j++)
@@ -633,13 +634,9 @@ KWS_INLINE_MAYBE void mat_h(kws_vals *w, kws_mask *m, int sparse, const int16_t 
     if (!sparse) {
         int32_t p[KWS_PACKED(KWS_MAX_DIM)];
         kws_idx r, j;
-        if (cols >= 4) {
+        if (cols >= 4)
             pack_h(p, v, (kws_idx)(cols / 4));
-            mat_dsp(w->p, p, cols, rows, out);
-        } else {
-            for (r = 0; r < rows; r++)
-                out[r] = 0;
-        }
+        mat_dsp(w->p, p, cols, rows, out);
         for (r = 0; r < rows; r++) {
             const uint8_t *wp = w->p + r * cols;
             for (j = (kws_idx)(cols & ~3u); j < cols; j++)
