@@ -235,8 +235,8 @@ def cmd_sweep(args):
 
     if args.folds:
         only = [int(f) for f in args.only_folds.split(",")] if args.only_folds else None
-        rows = run_cv(args.configs, args.out, args.folds, only, args.teacher_config, args.judge,
-                      args.negatives or (), args.fa_threshold)
+        rows = run_cv(args.configs, args.out, args.folds, only, args.teacher_config or (),
+                      args.judge, args.negatives or (), args.fa_threshold)
         print((args.out / "cv_table.md").read_text())
         print(f"{len(rows)} configs, {args.folds}-fold speaker cross-validation")
         if args.sizes:
@@ -486,9 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "retrained per fold, table of fold mean ± std (default: off)")
     p.add_argument("--only-folds", help="with --folds: run only these folds, e.g. 0,2,4 (to "
                                         "share the work between processes)")
-    p.add_argument("--teacher-config", type=Path,
+    p.add_argument("--teacher-config", type=Path, action="append",
                    help="with --folds: the float teacher's config, trained once per fold for "
-                        "configs that distil")
+                        "configs that distil; repeat it for an ensemble (the outputs averaged)")
     p.add_argument("--judge", type=Path,
                    help="with --folds: score on this folder's held-out clips (default: the "
                         "config's first data folder)")

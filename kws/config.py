@@ -163,7 +163,8 @@ class TrainConfig:
     spec_mask_frames: int = 0      # and one time mask up to this long
     smooth_float: bool = False     # float phases use sigmoid/tanh; quant uses quantSigm/Tanh
     init_from: str = ""            # a run folder whose best model starts this one (fine-tuning)
-    teacher: str = ""              # a run folder of a float teacher for distillation
+    teacher: str | tuple[str, ...] = ""  # a run folder of a float teacher for distillation,
+                                   # or several: their softened outputs are averaged
     distill_weight: float = 0.0
     distill_temperature: float = 2.0
 

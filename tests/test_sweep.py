@@ -50,3 +50,21 @@ def test_size_curve_picture(tmp_path):
     rows = [dict(row("s1k", 0.80), bytes=983), dict(row("s512", 0.70), bytes=505)]
     plot_size_curve(rows, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fold_teachers_one_folder_or_an_ensemble(tmp_path):
+    """Trained teachers are reused per fold: one config gives its folder, several a tuple in
+    the order given; a teacher that distils needs its own teacher listed before it."""
+    from kws.training.sweep import fold_teachers
+
+    for name in ("teacher_a", "teacher_b"):
+        (tmp_path / f"teacher-{name}" / "fold2").mkdir(parents=True)
+        (tmp_path / f"teacher-{name}" / "fold2" / "best.pt").write_bytes(b"")
+    a, b = tmp_path / "teacher-teacher_a" / "fold2", tmp_path / "teacher-teacher_b" / "fold2"
+    assert fold_teachers(["x/teacher_a.yaml"], tmp_path, 5, 2) == str(a)
+    assert fold_teachers(["x/teacher_a.yaml", "x/teacher_b.yaml"], tmp_path, 5, 2) == (str(a),
+                                                                                     str(b))
+    distils = tmp_path / "distils.yaml"
+    distils.write_text("train: {distill_weight: 0.5}\n")
+    with pytest.raises(KwsError, match="list its own teacher"):
+        fold_teachers([distils], tmp_path, 5, 2)

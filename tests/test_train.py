@@ -150,3 +150,28 @@ def test_eval_reports_the_agreed_keys(shipped, sc_mini):
         assert key in r
     assert r["n_clips"] == np.sum(r["confusion_matrix"])
     assert 0 <= r["accuracy_int"] <= 1
+
+
+def test_an_ensemble_of_teachers_teaches_the_mean_of_their_softened_outputs(sc_mini, tmp_path):
+    """train.teacher may list several run folders (of any architecture): the distillation
+    target is the mean of their softened clip decisions; one folder is one teacher."""
+    from kws.training.train import distill_target, load_teachers
+
+    plain = tiny_config(sc_mini, epochs_sparsify=0, epochs_sparse=0, epochs_quant=0)
+    a = tmp_path / "a"
+    train(plain, a, progress=lambda *_: None)
+    b = tmp_path / "b"
+    train(tiny_config(sc_mini, epochs_sparsify=0, epochs_sparse=0, epochs_quant=0, seed=1), b,
+          progress=lambda *_: None)
+    both = tiny_config(sc_mini, teacher=(str(a), str(b)), distill_weight=0.5)
+    ta, tb = load_teachers(both)
+    x = torch.randn(4, 20, 32)
+    pa, pb = (torch.softmax(t(x)[:, -3:].mean(1) / 2.0, 1) for t in (ta, tb))
+    assert not torch.allclose(pa, pb)                   # two different teachers ...
+    torch.testing.assert_close(distill_target([ta, tb], x, 3, 2.0), (pa + pb) / 2)
+    (one,) = load_teachers(tiny_config(sc_mini, teacher=str(a), distill_weight=0.5))
+    torch.testing.assert_close(distill_target([one], x, 3, 2.0), pa)
+    run = train(both, tmp_path / "student", progress=lambda *_: None)   # ... teach one student
+    assert np.isfinite(run["history"][-1]["loss"])
+    with pytest.raises(KwsError, match="needs train.teacher"):
+        load_teachers(tiny_config(sc_mini, distill_weight=0.5))

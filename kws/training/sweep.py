@@ -10,8 +10,9 @@ recipes are decided: every config is retrained k times (`data.folds`, `data.fold
 test speakers are left out of all of them, see kws/data/dataset.py) into `<out>/<name>/fold<i>/`,
 and scored on the fold's held-out speakers of the judge folder only (default: the config's
 first data folder, the one with an official test set's distribution). A config with a float
-teacher gets one teacher per fold, trained from `teacher_config` on that fold's training
-speakers, so no teacher has heard the speakers its student is scored on. The table gives the
+teacher gets one teacher per fold, trained from each of `teacher_configs` on that fold's
+training speakers, so no teacher has heard the speakers its student is scored on (several
+configs: an ensemble, whose softened outputs the student learns from). The table gives the
 fold mean and standard deviation, and per-class accuracies pooled over the folds. With
 `negatives` (folders of keyword-free audio) it also gives each fold model's false accepts per
 hour on the held-out side of those recordings (`kws.data.dataset.negative_side`: the speakers
@@ -92,14 +93,38 @@ def stall_problems(rows: list[dict], sizes: bool = False) -> list[str]:
     return out
 
 
-def fold_config(config, folds: int, fold: int, teacher: str | None = None):
-    """`config` as fold `fold` of a `folds`-fold cross-validation (with its fold's teacher)."""
+def fold_config(config, folds: int, fold: int, teacher: str | tuple[str, ...] | None = None):
+    """`config` as fold `fold` of a `folds`-fold cross-validation (with its fold's teacher,
+    or teachers)."""
     from kws.training.train import replace
 
     sections = {"data": {"folds": folds, "fold": fold}}
-    if teacher is not None:
+    if teacher:
         sections["train"] = {"teacher": teacher}
     return replace(config, **sections)
+
+
+def fold_teachers(teacher_configs, out: Path, folds: int, fold: int, progress=print):
+    """The run folders of fold `fold`'s teachers, each trained on that fold's training
+    speakers when it is not there yet (`<out>/teacher-<config name>/fold<k>`). A teacher
+    config that distils itself learns from the teachers listed before it. One teacher: its
+    folder (a string, as a config writes it); several: a tuple (an ensemble)."""
+    from kws.training.train import train
+
+    done: list[str] = []
+    for path in teacher_configs:
+        folder = out / f"teacher-{Path(path).stem}" / f"fold{fold}"
+        if not (folder / "best.pt").exists():
+            tconf = load_config(path)
+            if tconf.train.distill_weight > 0 and not done:
+                raise KwsError(f"teacher {path} distils: list its own teacher's config first")
+            progress(f"== teacher {Path(path).stem}, fold {fold}")
+            tconf = fold_config(tconf, folds, fold,
+                                (done[0] if len(done) == 1 else tuple(done))
+                                if tconf.train.distill_weight > 0 else None)
+            train(tconf, folder, resume=True, progress=lambda *_: None)
+        done.append(str(folder))
+    return done[0] if len(done) == 1 else tuple(done)
 
 
 def fold_false_accepts(model_dir: Path, negatives, threshold: float) -> dict:
@@ -134,7 +159,7 @@ def fa_at(curve: dict[str, float], threshold: float) -> float:
 
 
 def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | None = None,
-           teacher_config: Path | None = None, judge: Path | None = None,
+           teacher_configs=(), judge: Path | None = None,
            negatives=(), fa_threshold: float = 0.985, progress=print) -> list[dict]:
     """The k-fold speaker cross-validation of each config (module doc); returns table rows."""
     import numpy as np
@@ -145,23 +170,20 @@ def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | Non
     from kws.training.train import resolve_data, train
 
     out = Path(out)
+    if isinstance(teacher_configs, (str, Path)):
+        teacher_configs = [teacher_configs]
     todo = list(range(folds)) if only is None else only
     rows = []
     for path in configs:
         name, config = Path(path).stem, _fastgrnn_config(path)
-        if config.train.distill_weight > 0 and teacher_config is None:
+        if config.train.distill_weight > 0 and not teacher_configs:
             raise KwsError(f"{path} distils from a teacher: give its config (--teacher-config) so "
                            "that every fold trains its own")
         folder = out / name
         scores = []
         for fold in todo:
-            teacher = None
-            if config.train.distill_weight > 0:
-                teacher = str(out / f"teacher-{Path(teacher_config).stem}" / f"fold{fold}")
-                if not (Path(teacher) / "best.pt").exists():
-                    progress(f"== teacher {Path(teacher_config).stem}, fold {fold}")
-                    tconf = fold_config(load_config(teacher_config), folds, fold)
-                    train(tconf, Path(teacher), resume=True, progress=lambda *_: None)
+            teacher = (fold_teachers(teacher_configs, out, folds, fold, progress)
+                       if config.train.distill_weight > 0 else None)
             cfg = fold_config(config, folds, fold, teacher)
             model_dir = folder / f"fold{fold}" / "model"
             if not (model_dir / "model.json").exists():

@@ -368,6 +368,14 @@ def pooled(scores: torch.Tensor, pool_frames: int) -> torch.Tensor:
     return scores[:, -pool_frames:].mean(1)
 
 
+def distill_target(teachers, x: torch.Tensor, pool_frames: int, T: float) -> torch.Tensor:
+    """What the student learns to match: the teachers' clip decisions softened at
+    temperature T, averaged over the teachers (an ensemble)."""
+    with torch.no_grad():
+        return torch.stack([F.softmax(pooled(t(x), pool_frames) / T, 1)
+                            for t in teachers]).mean(0)
+
+
 def phase_of(epoch: int, config: Config) -> str:
     t = config.train
     if config.model.arch == "gru":
@@ -418,10 +426,10 @@ class Trainer:
         t = config.train
         self.sampling = (data.sampling_probs(t.sample_balance, t.other_share, t.negative_share)
                          if t.sample_balance > 0 or t.other_share != 1 else None)
-        self.teacher = load_teacher(config) if config.train.distill_weight > 0 else None
+        self.teachers = load_teachers(config) if config.train.distill_weight > 0 else []
         self.model.to(self.device)
-        if self.teacher is not None:
-            self.teacher.to(self.device)
+        for teacher in self.teachers:
+            teacher.to(self.device)
         if self.class_weights is not None:
             self.class_weights = self.class_weights.to(self.device)
         if config.train.init_from:
@@ -499,10 +507,9 @@ class Trainer:
             loss = F.cross_entropy(logits, y, weight=self.class_weights)   # IGNORE: no loss
             if not (y >= 0).any():                  # a batch of ambiguous cuts only
                 loss = logits.sum() * 0.0
-            if self.teacher is not None:
+            if self.teachers:
                 T = cfg.train.distill_temperature
-                with torch.no_grad():
-                    soft = F.softmax(pooled(self.teacher(x), cfg.model.pool_frames) / T, 1)
+                soft = distill_target(self.teachers, x, cfg.model.pool_frames, T)
                 kd = F.kl_div(F.log_softmax(logits / T, 1), soft, reduction="batchmean") * T * T
                 loss = (1 - cfg.train.distill_weight) * loss + cfg.train.distill_weight * kd
             self.opt.zero_grad()
@@ -628,14 +635,22 @@ def _first_line(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
-def load_teacher(config: Config):
-    """A float teacher from a finished run folder (`train.teacher`)."""
+def load_teachers(config: Config) -> list:
+    """The float teachers of `train.teacher`: one finished run folder, or several (their
+    softened outputs are averaged). Any architecture the trainer builds can teach."""
     from kws.config import load_config
 
-    tconf = load_config(Path(config.train.teacher) / "config.yaml")
-    teacher = build_model(tconf, len(config.data.vocabulary().classes))
-    load_state(teacher, load_run_model(config.train.teacher, "train.teacher"), "train.teacher")
-    return teacher.eval()
+    folders = config.train.teacher
+    folders = [folders] if isinstance(folders, str) else list(folders)
+    if not any(folders):
+        raise KwsError("train.distill_weight > 0 needs train.teacher (a run folder)")
+    out = []
+    for folder in folders:
+        tconf = load_config(Path(folder) / "config.yaml")
+        teacher = build_model(tconf, len(config.data.vocabulary().classes))
+        load_state(teacher, load_run_model(folder, "train.teacher"), "train.teacher")
+        out.append(teacher.eval())
+    return out
 
 
 def train(config: Config, run_dir: Path, resume: bool = False, progress=print) -> dict:
