@@ -3,20 +3,22 @@
  * metal behind the Arduino bootloader (ld/nrf52.ld: the image starts at 0x10000).
  * Not simulated: built and checked structurally (tests/test_arm_boards.py) only.
  *
- * Registers (nRF52840 Product Specification v1.x; section numbers of that document):
- * - CLOCK (0x40000000, 6.4): TASKS_HFCLKSTART, EVENTS_HFCLKSTARTED: the 64 MHz crystal
- *   oscillator (HFXO) replaces the RC oscillator, so the UART's baud rate is accurate.
- * - UART0 (0x40002000, 6.33, the legacy UART, same layout as the nRF51's: board_nrf51.c):
- *   ENABLE = 4, PSEL.TXD/RXD = pin | port << 5 with CONNECT (bit 31) 0, PSEL.RTS/CTS
- *   disconnected, CONFIG 0 (8N1, no flow control), BAUDRATE from the spec's table (the
- *   nearest listed rate at or above the one asked for; 921600 differs from the nRF51's). Serial1's pins: TX D1 = P1.03, RX D0 = P1.10 (Arduino's
- *   variants/ARDUINO_NANO33BLE pin map). Waiting for input sleeps (WFI) with the RXDRDY
+ * Registers (nRF52840 Product Specification, the chapters named):
+ * - CLOCK (0x40000000, "CLOCK - Clock control"): TASKS_HFCLKSTART, EVENTS_HFCLKSTARTED: the 64 MHz
+ *   crystal oscillator (HFXO) replaces the RC oscillator, so the UART's baud rate is accurate.
+ * - UART0 (0x40002000, "UART - Universal asynchronous receiver/transmitter", the legacy UART,
+ *   deprecated but present, same layout as the nRF51's: board_nrf51.c): ENABLE = 4, PSEL.TXD/RXD =
+ *   pin | port << 5 with CONNECT (bit 31) 0, PSEL.RTS/CTS disconnected, CONFIG 0 (8N1, no flow
+ *   control), BAUDRATE from the spec's table (the nearest listed rate at or above the one asked
+ *   for; 921600 differs from the nRF51's). Serial1's pins: TX D1 = P1.03, RX D0 = P1.10 (the
+ *   profile's; Arduino's Nano 33 BLE pin map). Waiting for input sleeps (WFI) with the RXDRDY
  *   interrupt enabled in the UART and the NVIC (interrupt 2) but masked by PRIMASK.
- * - GPIO P0 (0x50000000, 6.9): DIRSET, OUTSET, OUTCLR; the LED on D13 = P0.13 is lit by a
- *   high level (the Arduino core's LED_BUILTIN, digitalWrite(HIGH) = on).
+ * - GPIO P0 (0x50000000, "GPIO - General purpose input/output"): DIRSET, OUTSET, OUTCLR; the LED
+ *   on D13 = P0.13 is lit by a high level (the Arduino core's LED_BUILTIN, digitalWrite(HIGH) =
+ *   on).
  * - Cortex-M4 core (Armv7-M ARM): VTOR (0xE000ED08) points at this image's vector table (the
- *   bootloader's own is at 0); NVIC ICER/ICPR drop what the bootloader enabled (USB); DEMCR
- *   TRCENA + DWT CTRL CYCCNTENA: the cycle counter, at the CPU clock.
+ *   bootloader's own is at 0); NVIC ICER/ICPR drop what the bootloader enabled (USB); DEMCR TRCENA
+ *   + DWT CTRL CYCCNTENA: the cycle counter, at the CPU clock.
  */
 #include <stdint.h>
 

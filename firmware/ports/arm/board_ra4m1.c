@@ -3,27 +3,28 @@
  * bare metal behind the Arduino bootloader (ld/ra4m1.ld: the image starts at 0x4000).
  * Not simulated: built and checked structurally (tests/test_arm_boards.py) only.
  *
- * Registers (RA4M1 Group User's Manual: Hardware, R01UH0887; chapter numbers of that manual):
- * - Clocks (8, CGC; 0x4001E000): PRCR (0x4001E3FE, key 0xA5 in the high byte, PRC0 opens the
- *   clock registers), HOCOCR (start HOCO), OSCSF.HOCOSF (stable), MEMWAIT = 1 (flash wait
- *   state, required above 32 MHz), SCKDIVCR (ICLK /1, PCLKA /1, PCLKB /2, PCLKC /1, PCLKD /1,
- *   FCLK /2), SCKSCR = 0 (HOCO). The HOCO frequency itself is set by the option-setting
- *   memory, OFS1.HOCOFRQ1 at 0x404 (7.2.2), which lies in the bootloader's flash: Arduino's
- *   bootloader sets 48 MHz (its USB needs it). It is read, not assumed: the clock reported
- *   (IDENTIFY) and the baud divisor follow it; above 48 MHz ICLK is halved.
- * - SCI2 (28, 0x40070040; SCI clock PCLKB): MSTPCRB bit 29 (0x40047000, 10.2.3) leaves
- *   module stop; asynchronous 8N1 (SMR = CKS), SEMR.ABCS/BGDM and BRR from PCLKB (28.2.11
- *   formulas: BRR = PCLK / (8 * 2^(2 CKS) * baud) - 1 at ABCS = BGDM = 1), polled: SSR.TDRE
- *   before writing TDR, SSR.RDRF before reading RDR; overrun/framing/parity flags cleared by
- *   writing 0 (a set ORER stops reception). Serial1 pins: RX D0 = P301 (RXD2), TX D1 = P302
- *   (TXD2), PSEL 0b00100 (SCI0/2/4/6/8) in P301PFS/P302PFS (19.2.5, 0x40040800 + 0x40 * port
- *   + 4 * pin), writable after PWPR.B0WI = 0, PFSWE = 1 (0x40040D03, 19.5.1).
- * - LED D13 = P111 on the Minima (Arduino variants/MINIMA), lit high: P111PFS made a plain
- *   output (the bootloader leaves it a PWM pin), then PORT1 PCNTR3 (0x40040028: POSR low
- *   half, PORR high half). On the Uno R4 WiFi D13 is P102 and P111 is D6: the LED stays dark
- *   there and D6 follows the detection instead.
- * - Cortex-M4 core: VTOR = this image's vector table, NVIC ICER/ICPR clear what the
- *   bootloader enabled (USB), DWT CYCCNT (DEMCR.TRCENA, DWT_CTRL.CYCCNTENA): CPU cycles.
+ * Registers (RA4M1 Group User's Manual: Hardware, R01UH0887, the chapters named):
+ * - Clocks ("Clock Generation Circuit", 0x4001E000): PRCR (0x4001E3FE, key 0xA5 in the high byte,
+ *   PRC0 opens the clock registers), HOCOCR (start HOCO), OSCSF.HOCOSF (stable), MEMWAIT = 1
+ *   (flash wait state, required above 32 MHz), SCKDIVCR (ICLK /1, PCLKA /1, PCLKB /2, PCLKC /1,
+ *   PCLKD /1, FCLK /2), SCKSCR = 0 (HOCO). The HOCO frequency itself is set by the option-setting
+ *   memory, OFS1.HOCOFRQ1 at 0x404 ("Option-Setting Memory"), which lies in the bootloader's
+ *   flash: Arduino's bootloader sets 48 MHz (its USB needs it). It is read, not assumed: the clock
+ *   reported (IDENTIFY) and the baud divisor follow it; above 48 MHz ICLK is halved.
+ * - SCI2 ("Serial Communications Interface", 0x40070040; SCI clock PCLKB): MSTPCRB bit 29
+ *   (0x40047000, "Low Power Modes") leaves module stop; asynchronous 8N1 (SMR = CKS),
+ *   SEMR.ABCS/BGDM and BRR from PCLKB (the manual's BRR formulas: BRR = PCLK / (8 * 2^(2 CKS) *
+ *   baud) - 1 at ABCS = BGDM = 1), polled: SSR.TDRE before writing TDR, SSR.RDRF before reading
+ *   RDR; overrun/framing/parity flags cleared by writing 0 (a set ORER stops reception). Serial1
+ *   pins: RX D0 = P301 (RXD2), TX D1 = P302 (TXD2), PSEL 0b00100 (SCI0/2/4/6/8) in P301PFS/P302PFS
+ *   ("I/O Ports": 0x40040800 + 0x40 * port + 4 * pin), writable after PWPR.B0WI = 0, PFSWE = 1
+ *   (0x40040D03).
+ * - LED D13 = P111 on the Minima (Arduino variants/MINIMA), lit high: P111PFS made a plain output
+ *   (the bootloader leaves it a PWM pin), then PORT1 PCNTR3 (0x40040028: POSR low half, PORR high
+ *   half). On the Uno R4 WiFi D13 is P102 and P111 is D6: the LED stays dark there and D6 follows
+ *   the detection instead.
+ * - Cortex-M4 core: VTOR = this image's vector table, NVIC ICER/ICPR clear what the bootloader
+ *   enabled (USB), DWT CYCCNT (DEMCR.TRCENA, DWT_CTRL.CYCCNTENA): CPU cycles.
  * Waiting for input spins (no WFI: the SCI's receive interrupt would need an ICU event link).
  */
 #include <stdint.h>
@@ -56,6 +57,7 @@
 #define SSR_TDRE 0x80u
 #define SSR_RDRF 0x40u
 #define SSR_ERRORS 0x38u /* ORER, FER, PER */
+#define SEMR_RXDESEL 0x80u /* start bit: a falling edge on RXD (not a low level) */
 #define SEMR_BGDM 0x40u
 #define SEMR_ABCS 0x10u
 
@@ -112,7 +114,9 @@ static void sci_baud(uint32_t pclk, uint32_t baud)
             uint32_t div = (baud << sh) << (2u * cks), n = (pclk + div / 2u) / div;
             if (n >= 1u && n <= 256u) {
                 SCI_SMR = (uint8_t)cks;
-                SCI_SEMR = sh == 3 ? SEMR_ABCS | SEMR_BGDM : sh == 4 ? SEMR_ABCS : 0;
+                SCI_SEMR = (uint8_t)(SEMR_RXDESEL | (sh == 3   ? SEMR_ABCS | SEMR_BGDM
+                                                     : sh == 4 ? SEMR_ABCS
+                                                               : 0u));
                 SCI_BRR = (uint8_t)(n - 1u);
                 return;
             }
@@ -144,7 +148,7 @@ void arm_board_init(uint32_t baud)
     PORT1_PCNTR3 = LED_BIT << 16;
 
     sci_baud(iclk_hz / 2u, baud);      /* PCLKB = ICLK / 2 */
-    t0 = DWT_CYCCNT;                   /* one bit time before enabling (28.3.7) */
+    t0 = DWT_CYCCNT;                   /* one bit time before enabling (the manual's order) */
     while (DWT_CYCCNT - t0 < iclk_hz / baud + 1u) {
     }
     SCI_SCR = SCR_TE | SCR_RE;

@@ -18,7 +18,7 @@
  * - UART0 (PL011, 0x40034000, 4.2): IBRD/FBRD = clk_peri * 4 / baud in 64ths (written before
  *   LCR_H, which latches them), LCR_H 8N1 with FIFOs, CR UARTEN/TXE/RXE; FR.RXFE, FR.TXFF
  *   polled. Waiting for input spins.
- * - SIO (0xD0000000, 2.3.1.7): GPIO_OE_SET/OUT_SET/OUT_CLR for the LED on GP25 (lit high).
+ * - SIO (0xD0000000, 2.3.1): GPIO_OE_SET/OUT_SET/OUT_CLR for the LED on GP25 (lit high).
  * - Counter: the M0+ has no DWT cycle counter; SysTick (0xE000E010, Armv6-M ARM) counts
  *   clk_sys cycles down from 2^24 - 1 (CLKSOURCE = processor clock). arm_ticks() is its
  *   complement and a difference is taken modulo 2^24: exact for intervals below 2^24 cycles

@@ -1,6 +1,6 @@
 """The RP2040's second-stage boot (boot2): the first 256 bytes of flash, whose last 4 bytes are
 a CRC-32 of the first 252 that the bootrom checks before running them (RP2040 datasheet
-2.8.1.3.1): polynomial 0x04C11DB7, initial value 0xFFFFFFFF, neither input nor output
+2.8.1, the boot sequence): polynomial 0x04C11DB7, initial value 0xFFFFFFFF, neither input nor output
 reflected, no final XOR (the CRC-32/MPEG-2 of the CRC catalogues), stored little-endian.
 
 arm.mk runs this file as a script (standard library only, any python3) on the compiled
