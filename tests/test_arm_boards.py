@@ -122,6 +122,12 @@ def test_pico_boot2_and_uf2(built):
     assert sections(fw.elf)[".boot2"] == (0x10000000, 256)
     assert boot2_ok(image[:256])                             # what the bootrom checks
     assert symbol(fw.elf, "kws_rp2040_boot2") == 0x10000000
+    # the bootrom runs it from its first byte at 0x20041F00: the entry is there, and it sets
+    # up the 03h XIP read (SPI_CTRLR0 = 0x03000218 at 0x180000F4), then VTOR = 0x10000100
+    boot2_elf = fw.elf.parent / "boot2" / "boot2.elf"
+    assert symbol(boot2_elf, "rp2040_boot2") == 0x20041F00
+    for word in (0x180000F4, 0x03000218, 0xE000ED08, 0x10000100):
+        assert struct.pack("<I", word) in image[:252], hex(word)
     blocks = read_uf2(fw.elf.with_suffix(".uf2").read_bytes())
     assert [a for a, _, _ in blocks] == [0x10000000 + 256 * i for i in range(len(blocks))]
     assert all(f == RP2040_FAMILY and len(d) == 256 for _, d, f in blocks)
