@@ -170,16 +170,16 @@ def fw_files(tmp_path):
 @pytest.fixture
 def tools(tmp_path, monkeypatch):
     """A PATH holding only fake uploaders, each recording its argv (one per line) to
-    <name>.argv; FAIL=<name> makes that one exit 1."""
+    <name>.argv (the last call's), printing `out`, exiting with `rc`."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     monkeypatch.setenv("PATH", str(bindir))
 
-    def add(name: str, rc: int = 0) -> Path:
+    def add(name: str, rc: int = 0, out: str = "") -> Path:
         log = tmp_path / f"{name}.argv"
         script = bindir / name
         script.write_text(f"#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done > {log}\n"
-                          f"echo 'pretend failure' >&2\nexit {rc}\n")
+                          f"echo '{out}'\necho 'pretend failure' >&2\nexit {rc}\n")
         script.chmod(0o755)
         return log
     return add
@@ -200,9 +200,14 @@ def test_nano33ble_is_flashed_by_bossac(fw_files, tools, tmp_path):
 
 def test_uno_r4_minima_by_dfu_util_and_wifi_by_bossac(fw_files, tools, tmp_path, monkeypatch):
     bin_path = str(fw_files.with_suffix(".bin"))
-    dfu, bossac = tools("dfu-util"), tools("bossac")
+    # the Arduino core's dfu-util (its help lists -Q): the core's command line
+    dfu = tools("dfu-util", out="  -Q --quit-after-download (hypothetical help text)")
     target_for("uno-r4").flash(fw_files, "uno-r4", str(tmp_path / "ttyACM9"))
     assert argv(dfu) == ["--device", "0x2341:0x0069,:0x0369", "-D", bin_path, "-a0", "-Q"]
+    dfu = tools("dfu-util", out="  -R --reset   Issue USB reset signalling once finished")
+    target_for("uno-r4").flash(fw_files, "uno-r4", str(tmp_path / "ttyACM9"))
+    assert argv(dfu) == ["--device", "0x2341:0x0069,:0x0369", "-D", bin_path, "-a0", "-R"]
+    bossac = tools("bossac")
     monkeypatch.setattr(arm_upload, "_usb_pid", lambda port: arm_upload.R4_WIFI_PID)
     port = str(tmp_path / "ttyACM8")
     target_for("uno-r4").flash(fw_files, "uno-r4", port)
@@ -231,7 +236,7 @@ def test_missing_uploaders_say_what_to_install_and_run(fw_files, tools, tmp_path
         target_for("nano33ble").flash(fw_files, "nano33ble", None)
     with pytest.raises(KwsError, match=r"needs dfu-util.*apt install dfu-util.*double-tap reset"
                                        r".*run: dfu-util --device 0x2341:0x0069,:0x0369 -D "
-                                       rf"{bin_path} -a0 -Q$"):
+                                       rf"{bin_path} -a0 -R$"):
         target_for("uno-r4").flash(fw_files, "uno-r4", None)
     monkeypatch.setattr(arm_drive, "find_drive", lambda label: None)   # none mounted here
     with pytest.raises(KwsError, match=rf"hold BOOTSEL .*cp {uf2} /media/\$USER/RPI-RP2/.*"

@@ -9,8 +9,9 @@ the command to run.
   be Arduino's fork of BOSSA, which knows the nRF52840). The .bin is the image from 0x10000.
 - uno-r4: the Minima: the touch, then `dfu-util --device 0x2341:0x0069,:0x0369 -D <name>.bin
   -a0 -Q` (ArduinoCore-renesas platform.txt; boards.txt: vid 0x2341, pid 0x0069 running,
-  0x0369 in the bootloader, interface 0); the WiFi (USB pid 0x1002, through its ESP32-S3
-  bridge): the touch, then `bossac --port=<port> -U -e -w <name>.bin -R`.
+  0x0369 in the bootloader, interface 0; -Q is the option of the core's own dfu-util: with
+  upstream or Debian's dfu-util 0.11, which lacks it, -R instead); the WiFi (USB pid 0x1002,
+  through its ESP32-S3 bridge): the touch, then `bossac --port=<port> -U -e -w <name>.bin -R`.
 - pico: `picotool load -x <name>.uf2` when picotool is installed, else the .uf2 copied onto
   the RPI-RP2 drive the Pico shows while BOOTSEL is held at plug-in (kws.targets.arm.drive).
 """
@@ -18,6 +19,7 @@ the command to run.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -37,9 +39,9 @@ def bossac_command(bin_path, port: str, *, nrf52: bool) -> list[str]:
             str(bin_path), "-R"]
 
 
-def dfu_util_command(bin_path) -> list[str]:
+def dfu_util_command(bin_path, finish: str = "-Q") -> list[str]:
     return ["dfu-util", "--device", f"0x{ARDUINO_VID:04x}:0x{R4_MINIMA_PID:04x},"
-            f":0x{R4_MINIMA_DFU_PID:04x}", "-D", str(bin_path), "-a0", "-Q"]
+            f":0x{R4_MINIMA_DFU_PID:04x}", "-D", str(bin_path), "-a0", finish]
 
 
 def picotool_command(uf2_path) -> list[str]:
@@ -59,12 +61,13 @@ def touch_1200(port: str) -> bool:
     return True
 
 
-def _wait_for_port(port: str, seconds: float = 8.0) -> None:
-    """After the touch the board re-enumerates: wait until its port is back."""
-    time.sleep(0.5)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end and not os.path.exists(port):
-        time.sleep(0.2)
+def _wait_for_port(port: str, gone: float = 2.0, back: float = 8.0) -> None:
+    """After the touch the board re-enumerates: wait (at most `gone` s) for its port to go,
+    then (at most `back` s) for it to come back."""
+    for seconds, present in ((gone, False), (back, True)):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and os.path.exists(port) != present:
+            time.sleep(0.1)
 
 
 def _usb_pid(port: str) -> int | None:
@@ -77,16 +80,29 @@ def _usb_pid(port: str) -> int | None:
 
 
 def _find_port(port: str | None, required: bool) -> str | None:
+    """`port`, else the one Arduino on USB (by VID); None when there is none and it is not
+    `required` (a board already in its bootloader)."""
     if port:
         return port
     from kws.targets.avr.flash import find_port
 
     try:
         return find_port()
-    except KwsError:
+    except KwsError as e:
         if required:
-            raise
+            raise KwsError(f"{e}; for an Arm board: kws flash --board B --hex F --port "
+                           "/dev/ttyACM0") from None
         return None
+
+
+def dfu_util_finish_flag() -> str:
+    """-Q where the installed dfu-util has it (the Arduino core's dfu-util 0.11.0-arduino5,
+    which its platform.txt uses), else -R (upstream and Debian dfu-util 0.11: reset after)."""
+    try:
+        r = subprocess.run(["dfu-util", "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "-Q"
+    return "-Q" if re.search(r"(^|\s)-Q\b", r.stdout + r.stderr) else "-R"
 
 
 def _run(cmd: list[str], p: ArmProfile) -> list[str]:
@@ -144,12 +160,14 @@ def upload(p: ArmProfile, hex_path, port: str | None = None) -> list[str]:
             if touch_1200(dev):
                 _wait_for_port(dev)
             return _run(cmd, p)
-        cmd = dfu_util_command(image)
         if not shutil.which("dfu-util"):
-            raise _missing("dfu-util", p, cmd, "dfu-util (apt install dfu-util)",
+            raise _missing("dfu-util", p, dfu_util_command(image, "-R"),
+                           "dfu-util (apt install dfu-util; the Arduino core's own dfu-util "
+                           "takes -Q where Debian's takes -R)",
                            "start the bootloader (double-tap reset: the LED fades in and "
                            "out) and ")
+        cmd = dfu_util_command(image, dfu_util_finish_flag())
         if dev is not None and touch_1200(dev):
-            time.sleep(1.0)    # the bootloader re-enumerates as the DFU device
+            time.sleep(1.5)    # the bootloader re-enumerates as the DFU device
         return _run(cmd, p)
     raise KwsError(f"{p.name} has no uploader")
