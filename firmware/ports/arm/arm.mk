@@ -61,7 +61,8 @@ OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(notdir $(SRCS))) \
         $(patsubst %,$(BUILD)/obj/%.o,$(notdir $(CXX_SRCS)))
 ifeq ($(MACHINE),rp2040)
 PYTHON   ?= python3
-BOOT2_PY := $(PORT_DIR)/../../../kws/targets/arm/boot2.py
+# kws passes its own copy (an installed kws has firmware/ in kws/_firmware/); this: a checkout's
+BOOT2_PY ?= $(PORT_DIR)/../../../kws/targets/arm/boot2.py
 OBJS     += $(BUILD)/obj/boot2_block.o
 endif
 vpath %.c $(SKETCH) $(PORT_DIR)

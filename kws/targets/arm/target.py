@@ -66,8 +66,11 @@ def run_make(args: list[str], what: str) -> str:
     if shutil.which("arm-none-eabi-gcc") is None:
         raise KwsError(f"cannot build {what}: arm-none-eabi-gcc is missing: install "
                        "gcc-arm-none-eabi and libnewlib-arm-none-eabi (make setup)")
-    # PYTHON: the Pico's boot2 CRC step (kws/targets/arm/boot2.py)
-    return base.run_make(ARM_MK, [*args, f"PYTHON={sys.executable}"], what)
+    # the Pico's boot2 CRC step: this interpreter and this package's boot2.py
+    from kws.targets.arm import boot2
+
+    return base.run_make(ARM_MK, [*args, f"PYTHON={sys.executable}",
+                                  f"BOOT2_PY={Path(boot2.__file__).resolve()}"], what)
 
 
 class ArmTarget(Target):
