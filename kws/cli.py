@@ -505,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     for name, func, text in [("export", cmd_export, "write the Arduino sketch folder of a model"),
-                             ("build", cmd_build, "export and compile the firmware (avr-gcc)")]:
+                             ("build", cmd_build, "export and compile the firmware (avr-gcc; Arm boards: "
+                              "arm-none-eabi-gcc)")]:
         p = sub.add_parser(name, help=text)
         p.add_argument("--model", required=True, type=Path, help="a models/<name> folder")
         p.add_argument("--out", type=Path,
@@ -520,15 +521,16 @@ def build_parser() -> argparse.ArgumentParser:
                            help="board profile (default: %(default)s)")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("flash", help="upload a built .hex (avrdude; micro:bit: a copy onto its "
-                                     "drive)")
+    p = sub.add_parser("flash", help="upload a built .hex (avrdude; nano33ble: bossac; uno-r4: "
+                                     "dfu-util / bossac; pico: picotool or its RPI-RP2 drive; "
+                                     "micro:bit: a copy onto its drive)")
     p.add_argument("--hex", required=True, type=Path)
     p.add_argument("--board", default="uno",
                    choices=[*board_profiles(), "sim"],
                    help="board profile; sim: a simulated Uno with its bootloader "
                         "(default: %(default)s)")
-    p.add_argument("--port", help="default: the one Arduino found by USB VID/PID (micro:bit: "
-                                  "its mounted MICROBIT drive)")
+    p.add_argument("--port", help="default: the one Arduino found by USB VID/PID (micro:bit, "
+                                  "pico: its mounted MICROBIT / RPI-RP2 drive)")
     p.set_defaults(func=cmd_flash)
 
     p = sub.add_parser("verify", help="stream held-out clips through a board, compare every "

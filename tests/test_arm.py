@@ -3,7 +3,8 @@ architecture; SMLAD on the M4 only), the kernel's golden vectors run on QEMU's C
 machines (the M4 on its DSP path, ACLE or inline asm, and with KWS_NO_DSP on the portable
 C), the protocol firmware on a simulated board through `kws verify` (0 mismatched frames),
 instruction counts that do not depend on QEMU's time base, the model bytes in the ELF, and
-the errors for boards without firmware and for a model or firmware too big for a board."""
+the errors for profiles without a port and for a model or firmware too big for a board (the
+real boards' builds and uploaders: tests/test_arm_boards.py)."""
 
 import dataclasses
 import shutil
@@ -68,7 +69,10 @@ def test_arm_profiles_are_board_choices():
     assert (boards["nano33ble"].cpu, boards["uno-r4"].cpu, boards["pico"].cpu) == \
         ("cortex-m4", "cortex-m4", "cortex-m0plus")
     assert boards["uno-r4"].ram == 32 * 1024 and boards["pico"].led == "GP25"
-    assert all(p.qemu for p in boards.values() if p.machine)   # every port is simulated
+    assert all(p.machine for p in boards.values())              # every profile has a port
+    real = {n for n, p in boards.items() if p.qemu is None}      # built and flashed, not run
+    assert real == {"nano33ble", "uno-r4", "pico"}
+    assert all(boards[n].uploader for n in real)
 
 
 # --- the kernel, cross-compiled ---------------------------------------------------------------
@@ -324,14 +328,16 @@ def test_arduino_sketch_for_arm_boards_runs_on_the_simulated_board(model, tmp_pa
 # --- errors -----------------------------------------------------------------------------------
 
 def test_real_arm_boards_say_what_is_missing(model, tmp_path):
-    with pytest.raises(KwsError, match="pico .*not supported yet.*board_<machine>.c.*"
-                                       "Arduino IDE with Arduino Mbed OS RP2040"):
-        build(model, "pico", tmp_path, budget=None)
-    assert (tmp_path / "src" / "kws_sketch" / "kws_sketch.ino").is_file()
+    """The real boards are built (tests/test_arm_boards.py) but not simulated; a profile with
+    no port says what is missing, and the simulated boards cannot be flashed."""
     with pytest.raises(KwsError, match="pico has no simulator .*mps2-m0plus runs cortex-m0plus"):
         sim_firmware(model, out_dir=tmp_path / "sim", profile="pico")
-    with pytest.raises(KwsError, match="flashing uno-r4 .*not supported yet"):
-        target_for("uno-r4").flash(tmp_path / "x.hex", "uno-r4")
+    bare = dataclasses.replace(arm_profiles.PROFILES["uno-r4"], machine=None)
+    with pytest.raises(KwsError, match="uno-r4 .*not supported yet.*board_<machine>.c.*"
+                                       "Arduino IDE with Arduino UNO R4 Boards"):
+        make_args(bare, sketch=tmp_path / "kws_sketch")
+    with pytest.raises(KwsError, match="simulated Arm boards cannot be flashed"):
+        target_for("mps2-an386").flash(tmp_path / "x.hex", "sim")
 
 
 @needs_gcc

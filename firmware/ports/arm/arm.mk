@@ -14,6 +14,9 @@
 #   "size: flash 1234 / 4194304 bytes (0.0%), ram 184 / 4194304 bytes (0.0%), stack 8192"
 # flash = .text + .ARM.exidx + .data, ram = .data + .bss (static; the stack is reserved apart).
 # Every object depends on $(BUILD)/flags.txt, rewritten only when the flags change.
+# MACHINE=rp2040 (the Pico) adds the second-stage boot: boot2_rp2040.c compiled and linked on
+# its own, its CRC appended by kws/targets/arm/boot2.py ($(PYTHON), standard library only)
+# into a generated C array in section .boot2, which ld/rp2040.ld puts at 0x10000000.
 
 PORT_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 
@@ -56,6 +59,12 @@ LINK     := $(CC)
 endif
 OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(notdir $(SRCS))) \
         $(patsubst %,$(BUILD)/obj/%.o,$(notdir $(CXX_SRCS)))
+ifeq ($(MACHINE),rp2040)
+PYTHON   ?= python3
+# kws passes its own copy (an installed kws has firmware/ in kws/_firmware/); this: a checkout's
+BOOT2_PY ?= $(PORT_DIR)/../../../kws/targets/arm/boot2.py
+OBJS     += $(BUILD)/obj/boot2_block.o
+endif
 vpath %.c $(SKETCH) $(PORT_DIR)
 vpath %.ino $(SKETCH)
 vpath %.cpp $(PORT_DIR)/arduino_$(MACHINE)
@@ -87,6 +96,19 @@ $(BUILD)/obj/%.ino.o: %.ino $(FLAGS_STAMP)
 $(BUILD)/obj/%.cpp.o: %.cpp $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -MT $@ -MF $(@:.o=.d) -c $< -o $@.tmp $(COMMIT)
+
+# the RP2040's boot2: position-independent code run from SRAM, 252 bytes at most + CRC
+$(BUILD)/boot2/boot2.elf: $(PORT_DIR)/boot2_rp2040.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) -mcpu=cortex-m0plus -mthumb -Os -std=c99 -Wall -Wextra -ffreestanding -nostdlib \
+	  -nostartfiles -Wl,-e,rp2040_boot2 -Wl,-Ttext=0x20041f00 $< -o $@.tmp $(COMMIT)
+$(BUILD)/boot2/boot2.bin: $(BUILD)/boot2/boot2.elf
+	$(OBJCOPY) -O binary -j .text $< $@.tmp $(COMMIT)
+$(BUILD)/boot2/boot2_block.c: $(BUILD)/boot2/boot2.bin $(BOOT2_PY)
+	$(PYTHON) $(BOOT2_PY) $< $@.tmp $(COMMIT)
+$(BUILD)/obj/boot2_block.o: $(BUILD)/boot2/boot2_block.c
+	@mkdir -p $(@D)
+	$(CC) $(ARCH) -c $< -o $@.tmp $(COMMIT)
 
 $(ELF): $(OBJS) $(PORT_DIR)/ld/$(MACHINE).ld $(PORT_DIR)/ld/sections.ld
 	$(LINK) $(LDFLAGS) -o $@.tmp $(OBJS) -lgcc $(COMMIT)

@@ -73,6 +73,8 @@ void Fault_Handler(void)
 
 void Reset_Handler(void)
 {
+    /* masked from the first instruction: a bootloader may jump here with its interrupts on */
+    __asm__ volatile("cpsid i" ::: "memory");
     uint32_t *src = _sidata, *dst = _sdata;
     while (dst < _edata) *dst++ = *src++;
     for (dst = _sbss; dst < _ebss; dst++) *dst = 0;
@@ -92,7 +94,6 @@ void Reset_Handler(void)
 
 /* Cortex-M vector table: initial SP, then the 15 system exceptions; the port polls its UART
  * with interrupts masked (PRIMASK), so no external interrupt handler is ever entered. */
-typedef void (*arm_vector)(void);
 __attribute__((used, section(".vectors"))) const arm_vector arm_vectors[16 + ARM_N_IRQ] = {
     (arm_vector)(uintptr_t)_estack,
     Reset_Handler,

@@ -5,6 +5,14 @@ target passes them on the make command line) and the CLI's --board / --profile c
 UART and counter, and ld/<machine>.ld); a profile without one has no firmware yet. `qemu`:
 the QEMU machine that simulates it (`qemu-system-arm -M ...`).
 
+Every profile is built by `kws build --board <name>`. The MPS2 machines and the micro:bit are
+also simulated; the real boards (nano33ble: board_nrf52.c, uno-r4: board_ra4m1.c, pico:
+board_rp2040.c + its boot2) are built and checked structurally (tests/test_arm_boards.py),
+and `kws flash` runs their usual uploader (kws.targets.arm.upload), but no test here runs
+them. `flash_base`: where the image starts (after the Arduino bootloader: 0x10000 on the
+nRF52840, 0x4000 on the RA4M1; the Pico's boot2 at 0x10000000, its vector table at
+0x10000100).
+
 Figures of the real boards are their data sheets' and the Arduino cores' (flash: what a
 sketch may use beside the bootloader; RAM: the chip's SRAM).
 """
@@ -31,7 +39,8 @@ class ArmProfile:
     flash_base: int = 0          # where the image goes in the address space
     uf2_family: int | None = None   # a .uf2 is written too (kws.targets.arm.uf2), this family
     arduino_core: str | None = None  # the Arduino IDE's boards package for the sketch folder
-    drive: str | None = None     # flashed by copying the .hex onto this USB drive (DAPLink)
+    drive: str | None = None     # flashed by copying the .hex (.uf2) onto this USB drive
+    uploader: str | None = None  # the board's usual upload tool (kws.targets.arm.upload)
 
 
 PROFILES: dict[str, ArmProfile] = {p.name: p for p in (
@@ -58,14 +67,17 @@ PROFILES: dict[str, ArmProfile] = {p.name: p for p in (
                machine="nrf51", qemu="microbit", drive="MICROBIT"),
     ArmProfile("nano33ble", "Arduino Nano 33 BLE (Sense)", "nRF52840", "cortex-m4",
                64_000_000, 983_040, 256 << 10, "D13 = P0.13",
-               "Serial1: UARTE0, TX D1 = P1.03, RX D0 = P1.10 (Serial is USB CDC)",
+               "Serial1: UART0, TX D1 = P1.03, RX D0 = P1.10 (Serial is USB CDC)",
+               machine="nrf52", flash_base=0x10000, uploader="bossac",
                arduino_core="Arduino Mbed OS Nano Boards (arduino:mbed_nano)"),
     ArmProfile("uno-r4", "Arduino Uno R4 Minima / WiFi", "Renesas RA4M1", "cortex-m4",
                48_000_000, 245_760, 32 << 10, "D13 = P111",
-               "Serial1: TX D1 = P302, RX D0 = P301 (Serial is USB)",
+               "Serial1: SCI2, TX D1 = P302, RX D0 = P301 (Serial is USB)",
+               machine="ra4m1", flash_base=0x4000, uploader="dfu-util",
                arduino_core="Arduino UNO R4 Boards (arduino:renesas_uno)"),
     ArmProfile("pico", "Raspberry Pi Pico", "RP2040", "cortex-m0plus",
                125_000_000, (2 << 20) - 256, 264 << 10, "GP25",
-               "UART0: TX GP0, RX GP1", flash_base=0x10000000, uf2_family=0xE48BFF56,
+               "UART0: TX GP0, RX GP1", machine="rp2040", flash_base=0x10000000,
+               uf2_family=0xE48BFF56, drive="RPI-RP2", uploader="picotool",
                arduino_core="Arduino Mbed OS RP2040 Boards (arduino:mbed_rp2040)"),
 )}

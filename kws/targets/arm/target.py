@@ -2,9 +2,11 @@
 the ELF (arm-none-eabi-size, -nm), QEMU for the simulated boards (kws.targets.arm.qemuboard).
 
 Profiles: kws.targets.arm.profiles. The MPS2 machines (mps2-an386: Cortex-M4, mps2-an385:
-Cortex-M3) are built and simulated; the real boards (nano33ble, uno-r4, pico) are profiles
-only: their startup, UART driver and uploader are not written yet, and building or flashing
-for them says so.
+Cortex-M3) and the micro:bit are built and simulated; the real boards (nano33ble: nRF52840,
+uno-r4: RA4M1, pico: RP2040) are built (.elf, .bin, .hex; the Pico also a .uf2 holding its
+boot2 and image from 0x10000000) and flashed with their usual uploader (kws.targets.arm.upload:
+bossac, dfu-util, picotool or the RPI-RP2 drive); no simulator runs them. Their per-frame
+count is CPU cycles: DWT CYCCNT on the M4 boards, SysTick (24 bits) on the Pico's M0+.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from kws.errors import KwsError
@@ -44,10 +47,9 @@ def make_args(p: ArmProfile, *, sim: bool = False, sketch=None) -> list[str]:
                if sketch is not None and p.arduino_core else "")
         raise KwsError(
             f"building firmware for {p.name} ({p.board}, {p.chip}) with kws is not supported "
-            "yet: the Cortex-M port has startup code and a UART driver for the MPS2 machines "
-            "only (firmware/ports/arm/board_mps2.c, simulated by QEMU: --board "
-            f"{' / '.join(n for n, q in PROFILES.items() if q.machine)}); a real board needs "
-            f"its own board_<machine>.c and ld/<machine>.ld{ide}")
+            "yet: the profile names no machine of the Cortex-M port (firmware/ports/arm/: "
+            f"board_<machine>.c and ld/<machine>.ld; boards with one: "
+            f"{', '.join(n for n, q in PROFILES.items() if q.machine)}){ide}")
     args = [f"BOARD={p.name}", f"CPU={p.cpu}", f"MACHINE={p.machine}", f"F_CPU={p.f_cpu}",
             f"BAUD={p.baud}", f"FLASH_MAX={p.flash}", f"RAM_MAX={p.ram}"]
     return args + ([f"ICOUNT_SHIFT={ICOUNT_SHIFT}", "SEMIHOSTING=1"] if sim else [])
@@ -64,7 +66,11 @@ def run_make(args: list[str], what: str) -> str:
     if shutil.which("arm-none-eabi-gcc") is None:
         raise KwsError(f"cannot build {what}: arm-none-eabi-gcc is missing: install "
                        "gcc-arm-none-eabi and libnewlib-arm-none-eabi (make setup)")
-    return base.run_make(ARM_MK, args, what)
+    # the Pico's boot2 CRC step: this interpreter and this package's boot2.py
+    from kws.targets.arm import boot2
+
+    return base.run_make(ARM_MK, [*args, f"PYTHON={sys.executable}",
+                                  f"BOOT2_PY={Path(boot2.__file__).resolve()}"], what)
 
 
 class ArmTarget(Target):
@@ -72,7 +78,9 @@ class ArmTarget(Target):
     profiles = tuple(PROFILES)
     boot_wait = 2.0
     cycle_counter = ("instructions per frame, exact, under QEMU -icount (QEMU is not cycle "
-                     "accurate: cycles on a real core differ); on hardware: timer ticks")
+                     "accurate: cycles on a real core differ); on hardware: CPU cycles (DWT "
+                     "CYCCNT on the Nano 33 BLE and Uno R4, SysTick on the Pico, exact below "
+                     "2^24 cycles a frame; the micro:bit: TIMER0 at 16 MHz)")
     sim_profile = "mps2-an386"
     # the Arduino-API main for the real boards' IDE; arm.mk builds main.c instead (ARDUINO=1:
     # the .ino on the MPS2 board's minimal Arduino API)
@@ -114,19 +122,22 @@ class ArmTarget(Target):
         return model_symbol_sizes(elf, "arm-none-eabi-nm", "gcc-arm-none-eabi")
 
     def flash(self, hex_path, name: str, port: str | None = None) -> list[str]:
-        """A board with a USB drive (micro:bit): the .hex copied onto it (`port`: the drive's
-        folder, else the mounted one); the others: not supported yet."""
+        """A real board: its usual uploader (kws.targets.arm.upload: bossac, dfu-util,
+        picotool, else the Pico's RPI-RP2 drive) or an error naming what to install and run; a
+        board with a USB drive (micro:bit): the .hex copied onto it (`port`: the drive's
+        folder, else the mounted one)."""
         p = profile(name) if name != "sim" else None
+        if p is not None and p.uploader:
+            from kws.targets.arm.upload import upload
+
+            return upload(p, hex_path, port)
         if p is not None and p.drive:
             from kws.targets.arm.drive import copy_to_drive
 
             return copy_to_drive(hex_path, p.drive, port)
-        what = f"{p.name} ({p.board})" if p else "a simulated Arm board"
-        ide = (f"; upload the sketch folder of `kws export` from the Arduino IDE "
-               f"({p.arduino_core})" if p and p.arduino_core else "")
-        raise KwsError(f"flashing {what} is not supported yet: kws builds Cortex-M firmware "
-                       "for the simulated MPS2 machines only; run it with "
-                       f"`kws verify --board sim --profile mps2-an386`{ide}")
+        raise KwsError(f"{'the simulated Arm boards' if p is None else p.name} cannot be "
+                       "flashed: they run in QEMU; run the firmware with "
+                       "`kws verify --board sim --profile mps2-an386`")
 
     def simulate(self, fw: Firmware):
         p = profile(fw.board)
