@@ -267,10 +267,26 @@ def cmd_export(args):
           f"listening settings hash {settings_hash(model)[:16]})")
 
 
+def board_default_model(args, board: str) -> None:
+    """`--model` (and `--budget`) left out: the board profile's default (kws.targets)."""
+    from kws.targets import target_for
+
+    if args.model is None:
+        folder, budget = target_for(board).default_model(board)
+        args.model = Path(folder)
+        if getattr(args, "budget", 0) is None:
+            args.budget = budget
+        print(f"model: {folder} (the {board} profile's default; --model to choose another)",
+              file=sys.stderr)
+    if getattr(args, "budget", 0) is None:
+        args.budget = 1024
+
+
 def cmd_build(args):
     from kws.targets.build import build, firmware_size, format_size
     from kws.quant.modelfile import load_model
 
+    board_default_model(args, args.board)
     model = load_model(args.model)
     fw = build(model, args.board, args.out, args.name, budget=args.budget)
     print(f"{fw.hex}: {format_size(firmware_size(model, args.board, fw))}")
@@ -290,6 +306,7 @@ def cmd_verify(args):
     from kws.atomic import atomic_open
     from kws.checks.verify import format_summary, verify
 
+    board_default_model(args, args.profile)
     report = verify(args.model, _data_folder(args), board=args.board, boards=args.boards,
                     split=args.split, max_clips=args.max_clips, baud=args.baud,
                     cache_dir=args.cache_dir, progress=sys.stderr.isatty(),
@@ -508,13 +525,19 @@ def build_parser() -> argparse.ArgumentParser:
                              ("build", cmd_build, "export and compile the firmware (avr-gcc; Arm boards: "
                               "arm-none-eabi-gcc)")]:
         p = sub.add_parser(name, help=text)
-        p.add_argument("--model", required=True, type=Path, help="a models/<name> folder")
+        if name == "build":
+            p.add_argument("--model", type=Path,
+                           help="a models/<name> folder (default: the board's: models/default, "
+                                "models/default_5k on the Nano 33 BLE, Uno R4 and Pico)")
+        else:
+            p.add_argument("--model", required=True, type=Path, help="a models/<name> folder")
         p.add_argument("--out", type=Path,
                        default=Path("build/sketch" if name == "export" else "build/fw"),
                        help="output folder (default: %(default)s)")
         p.add_argument("--name", default="kws_sketch", help="sketch name (default: %(default)s)")
-        p.add_argument("--budget", type=int, default=1024,
-                       help="refuse a bigger model, bytes (default: %(default)s)")
+        p.add_argument("--budget", type=int, default=1024 if name == "export" else None,
+                       help="refuse a bigger model, bytes (default: 1024; with the board's "
+                            "default model, its budget)")
         if name == "build":
             p.add_argument("--board", default="uno",
                            choices=board_profiles(),
@@ -535,7 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="stream held-out clips through a board, compare every "
                                       "frame with the integer model")
-    p.add_argument("--model", required=True, type=Path, help="a models/<name> folder")
+    p.add_argument("--model", type=Path,
+                   help="a models/<name> folder (default: the --profile's, as for kws build)")
     p.add_argument("--data", type=Path, help=DATA_HELP)
     p.add_argument("--board", default="sim",
                    help="sim (simulated boards, firmware built for the model) or a serial port "

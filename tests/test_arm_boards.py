@@ -249,3 +249,23 @@ def test_missing_uploaders_say_what_to_install_and_run(fw_files, tools, tmp_path
     with pytest.raises(KwsError, match=r"no firmware .*missing\.bin: build it first \(kws build "
                                        r"--board nano33ble\)"):
         target_for("nano33ble").flash(tmp_path / "missing.hex", "nano33ble", "/dev/null")
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="make setup")
+def test_a_board_without_model_gets_its_profile_s_default(tmp_path, capsys, monkeypatch):
+    """`kws build --board pico` (no --model): the 5.5 KB model and its budget; an AVR board:
+    the 1 KB default; a model named on the command line wins and keeps the 1 KB budget."""
+    from kws.cli import main
+    from kws.quant.modelfile import load_model
+
+    monkeypatch.chdir(REPO)
+    assert target_for("uno").default_model("uno") == ("models/default", 1024)
+    assert target_for("mps2-an386").default_model("mps2-an386") == ("models/default", 1024)
+    assert main(["build", "--board", "pico", "--out", str(tmp_path / "fw")]) == 0
+    out = capsys.readouterr()
+    assert "models/default_5k (the pico profile's default" in out.err
+    h = load_model(REPO / "models" / "default_5k").hash
+    assert h[:16] in (tmp_path / "fw" / "src" / "kws_sketch" / "model_data.h").read_text()
+    assert main(["build", "--board", "pico", "--model", "models/default_5k",
+                 "--out", str(tmp_path / "fw2")]) != 0          # over the 1 KB budget
+    assert "1024" in capsys.readouterr().err

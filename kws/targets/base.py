@@ -71,6 +71,10 @@ class Target(ABC):
     def flash_max(self, profile: str) -> int:
         """Flash bytes a sketch may use on a board profile."""
 
+    def default_model(self, profile: str) -> tuple[str, int]:
+        """(model folder, byte budget) a board profile gets when no model is named."""
+        return "models/default", 1024
+
     @abstractmethod
     def compile(self, sketch: Path, out: Path, profile: str, *, sim: bool = False) -> Firmware:
         """Compile a generated sketch folder into `out` (only what is stale); `sim`: also the

@@ -41,6 +41,10 @@ class ArmProfile:
     arduino_core: str | None = None  # the Arduino IDE's boards package for the sketch folder
     drive: str | None = None     # flashed by copying the .hex (.uf2) onto this USB drive
     uploader: str | None = None  # the board's usual upload tool (kws.targets.arm.upload)
+    # the model `kws build / verify` take when none is given, and the budget it is built with:
+    # the 1 KB default everywhere, the 5.5 KB model where RAM and speed allow (README)
+    model: str = "models/default"
+    budget: int = 1024
 
 
 PROFILES: dict[str, ArmProfile] = {p.name: p for p in (
@@ -69,15 +73,18 @@ PROFILES: dict[str, ArmProfile] = {p.name: p for p in (
                64_000_000, 983_040, 256 << 10, "D13 = P0.13",
                "Serial1: UART0, TX D1 = P1.03, RX D0 = P1.10 (Serial is USB CDC)",
                machine="nrf52", flash_base=0x10000, uploader="bossac",
+               model="models/default_5k", budget=8192,
                arduino_core="Arduino Mbed OS Nano Boards (arduino:mbed_nano)"),
     ArmProfile("uno-r4", "Arduino Uno R4 Minima / WiFi", "Renesas RA4M1", "cortex-m4",
                48_000_000, 245_760, 32 << 10, "D13 = P111",
                "Serial1: SCI2, TX D1 = P302, RX D0 = P301 (Serial is USB)",
                machine="ra4m1", flash_base=0x4000, uploader="dfu-util",
+               model="models/default_5k", budget=8192,
                arduino_core="Arduino UNO R4 Boards (arduino:renesas_uno)"),
     ArmProfile("pico", "Raspberry Pi Pico", "RP2040", "cortex-m0plus",
                125_000_000, (2 << 20) - 256, 264 << 10, "GP25",
                "UART0: TX GP0, RX GP1", machine="rp2040", flash_base=0x10000000,
                uf2_family=0xE48BFF56, drive="RPI-RP2", uploader="picotool",
+               model="models/default_5k", budget=8192,
                arduino_core="Arduino Mbed OS RP2040 Boards (arduino:mbed_rp2040)"),
 )}

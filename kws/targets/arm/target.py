@@ -93,6 +93,10 @@ class ArmTarget(Target):
     def flash_max(self, name: str) -> int:
         return profile(name).flash
 
+    def default_model(self, name: str) -> tuple[str, int]:
+        p = profile(name)
+        return p.model, p.budget
+
     def compile(self, sketch, out, name: str, *, sim: bool = False) -> Firmware:
         p = profile(name)
         sketch, out = Path(sketch).resolve(), Path(out).resolve()
