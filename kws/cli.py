@@ -290,6 +290,9 @@ def cmd_build(args):
     model = load_model(args.model)
     fw = build(model, args.board, args.out, args.name, budget=args.budget)
     print(f"{fw.hex}: {format_size(firmware_size(model, args.board, fw))}")
+    if fw.hex.with_suffix(".uf2").exists():    # the Pico: flashed by copying this file
+        print(f"{fw.hex.with_suffix('.uf2')}: the same image as UF2 (kws flash, or a copy onto "
+              "the board's drive)")
 
 
 def cmd_flash(args):
