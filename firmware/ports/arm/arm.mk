@@ -7,7 +7,8 @@
 #        FLASH_MAX=4194304 RAM_MAX=4194304 [ICOUNT_SHIFT=10 SEMIHOSTING=1]   # (the simulator's)
 #
 # Sources: every *.c of the sketch folder (the kernel and the protocol, unchanged) and this
-# port's startup.c, main.c and board_$(MACHINE).c; linker script ld/$(MACHINE).ld.
+# port's startup.c, main.c and board_$(MACHINE).c (nRF51/52: and nrf_uart.c); linker script
+# ld/$(MACHINE).ld.
 # ARDUINO=1 (MPS2 only): the sketch's <name>.ino (arduino/template.ino, the Arduino-API main
 # for the real boards) as C++ instead of main.c, on the minimal Arduino API of arduino_mps2/.
 # Outputs in $(BUILD): <name>.elf, .bin, .hex, and a size report like avr.mk's:
@@ -48,6 +49,8 @@ LDFLAGS  = $(ARCH) $(OPT) -nostartfiles --specs=nano.specs --specs=nosys.specs \
            -Wl,--gc-sections -L$(PORT_DIR)/ld -T$(MACHINE).ld -Wl,--defsym=_stack_size=$(STACK)
 
 SRCS := $(wildcard $(SKETCH)/*.c) $(PORT_DIR)/startup.c $(PORT_DIR)/board_$(MACHINE).c
+# the Nordic chips' shared UART0 (nrf_uart.c)
+SRCS += $(if $(filter nrf51 nrf52,$(MACHINE)),$(PORT_DIR)/nrf_uart.c)
 ifeq ($(ARDUINO),1)
 CXX_SRCS := $(SKETCH)/$(NAME).ino $(PORT_DIR)/arduino_$(MACHINE)/Arduino.cpp
 # linked as C: no libstdc++ (Debian has no nano one), the sketch needs no new, RTTI, exceptions
