@@ -140,6 +140,8 @@ class TrainConfig:
     epochs_sparsify: int = 20      # iterative hard thresholding down to model.density
     epochs_sparse: int = 20        # training on the fixed support
     epochs_quant: int = 20         # integer arithmetic forward, straight-through gradients
+    gates_on_validation: bool = False  # at the first of them, fix the integer sigmoid(zeta),
+                                   # sigmoid(nu) at the neighbours best on validation (no oscillation)
     # augmentation, applied to the audio of each training batch
     shift_ms: float = 100.0        # random time shift up to +- this
     noise_prob: float = 0.8        # probability of mixing in background noise ...

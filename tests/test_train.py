@@ -175,3 +175,52 @@ def test_an_ensemble_of_teachers_teaches_the_mean_of_their_softened_outputs(sc_m
     assert np.isfinite(run["history"][-1]["loss"])
     with pytest.raises(KwsError, match="needs train.teacher"):
         load_teachers(tiny_config(sc_mini, distill_weight=0.5))
+
+
+@pytest.mark.parametrize("state_bits", [8, 16])
+def test_fixed_gates_are_the_chosen_integers_and_stop_training(state_bits):
+    m = FastGRNN(10, 6, 2, 2, 3, state_bits=state_bits)
+    one = 128 if state_bits == 8 else 16384
+    with torch.no_grad():                      # sigmoid(nu) * ONE = 1.4995: the rounding edge
+        m.nu.fill_(float(np.log(1.4995 / (one - 1.4995))))
+        m.zeta.fill_(9.0)                      # near ONE (int8: capped at 127)
+    cands = m.gate_candidates()
+    assert {c["nu"] for c in cands} == {1, 2}
+    s = one / (1 + np.exp(-9.0))
+    assert {c["zeta"] for c in cands} == ({127} if state_bits == 8
+                                          else {int(np.floor(s)), int(np.ceil(s))})
+    for values in ({"zeta": cands[0]["zeta"], "nu": 2}, {"zeta": 0, "nu": 0},
+                   {"zeta": one - 1 if state_bits == 8 else one, "nu": 1}):
+        m.fix_gates(values)
+        q = m.integer_weights()
+        assert (int(q["zeta"][0]), int(q["nu"][0])) == (values["zeta"], values["nu"])
+    assert not m.zeta.requires_grad and not m.nu.requires_grad
+    m(torch.randn(2, 5, 10), quant=True).sum().backward()
+    assert m.zeta.grad is None and m.nu.grad is None and m.W1.grad is not None
+
+
+def test_gates_on_validation_fixes_the_best_and_keeps_them(sc_mini, tmp_path, monkeypatch):
+    import kws.training.train as kt
+    config = tiny_config(sc_mini, epochs_sparsify=0, epochs_sparse=0, epochs_quant=3,
+                         gates_on_validation=True)
+    trainer = Trainer(config, tmp_path, TrainingData(config, sc_mini, tmp_path / "cache"))
+    with torch.no_grad():
+        trainer.model.nu.fill_(float(np.log(1.4995 / (16384 - 1.4995))))
+    scored = []
+
+    def fake_accuracy(model, x, y, pool, quant, batch=512):   # validation prefers nu = 2
+        nu = int(model.integer_weights()["nu"][0])
+        scored.append(nu)
+        return 0.9 if nu == 2 else 0.5
+
+    trainer.run_epoch()                          # dense: nothing chosen, the gates train
+    trainer.epoch += 1
+    assert trainer.model.nu.requires_grad and not scored
+    monkeypatch.setattr(kt, "accuracy", fake_accuracy)
+    rows = []
+    for _ in range(3):                           # quant: chosen once, at its first epoch
+        rows.append(trainer.run_epoch())
+        trainer.epoch += 1
+    assert sorted(set(scored[:2])) == [1, 2]
+    assert [r["nu_q"] for r in rows] == [2, 2, 2]
+    assert not trainer.model.nu.requires_grad

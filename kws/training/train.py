@@ -487,6 +487,10 @@ class Trainer:
             model.smooth = cfg.train.smooth_float and not quant
         if quant and start_of["quant"] == cfg.train.epochs_quant // 2:
             model.freeze_exponents()
+        if quant and cfg.train.gates_on_validation and hasattr(model, "fix_gates"):
+            if start_of["quant"] == 0:
+                self.choose_gates()
+            model.freeze_gates()                 # (again after a resume: not in the state dict)
         rng = np.random.default_rng([cfg.train.seed, self.epoch])
         n = len(self.data.labels)
         order = (rng.choice(n, size=n, p=self.sampling) if self.sampling is not None
@@ -524,6 +528,19 @@ class Trainer:
             bar.set_postfix(loss=f"{np.mean(losses):.3f}")
         return self.evaluate(phase, float(np.mean(losses)))
 
+    def choose_gates(self):
+        """`train.gates_on_validation`: the integer sigmoid(zeta), sigmoid(nu) (each one's two
+        rounding neighbours) that score best on validation, fixed for the quantisation-aware
+        epochs (the first best on a tie)."""
+        xv, yv = self.data.eval_sets["validation"]
+        pool, best = self.config.model.pool_frames, None
+        for values in self.model.gate_candidates():
+            self.model.fix_gates(values)
+            acc = accuracy(self.model, xv, yv, pool, True)
+            if best is None or acc > best[0]:
+                best = (acc, values)
+        self.model.fix_gates(best[1])
+
     def evaluate(self, phase: str, loss: float) -> dict:
         cfg = self.config
         xv, yv = self.data.eval_sets["validation"]
@@ -533,6 +550,8 @@ class Trainer:
         if cfg.model.arch == "fastgrnn":
             row["val_int"] = round(accuracy(self.model, xv, yv, cfg.model.pool_frames, True), 4)
             row["nnz"] = sum(self.model.nnz().values())
+            q = self.model.integer_weights()     # the gates' integers: do they still move?
+            row["zeta_q"], row["nu_q"] = int(q["zeta"][0]), int(q["nu"][0])
         return row
 
     def fit(self, progress=print):
