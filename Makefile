@@ -66,13 +66,13 @@ demo: setup
 	  --out build/demo/report
 	$(KWS) summary build/demo
 
-# Train the shipped model: the synthetic corpus and a pre-training run on it, the float teacher
-# (each kept and reused once done), then configs/default.yaml -> runs/default, models/default.
-# RESUME=1 continues an interrupted run.
+# Train the shipped model: the synthetic corpus and a pre-training run on it, the float GRU
+# teacher on the dev + extra clips with balanced epochs (each kept and reused once done), then
+# configs/default.yaml -> runs/default, models/default. RESUME=1 continues an interrupted run.
 train: setup
 	$(KWS) data synth --out $(SYNTH_DIR) --clips $(SYNTH_CLIPS)
 	$(KWS) train --config configs/synth_pretrain.yaml --resume
-	$(KWS) train --config configs/teacher.yaml --resume
+	$(KWS) train --config configs/teacher_balanced.yaml --resume
 	$(KWS) train --config $(CONFIG) $(if $(RESUME),--resume)
 
 # The 5.5 KB model for boards with room (configs/default_5k.yaml): the same synthetic corpus,
