@@ -189,13 +189,15 @@ def cmd_eval(args):
         stream = evaluate_stream(model, data, StreamSpec(seconds=args.hours * 3600,
                                                               seed=args.seed),
                                  instances=args.instances, smooth=args.smooth, out_dir=out,
-                                 negatives=args.negatives or ())
+                                 negatives=args.negatives or (),
+                                 per_keyword=args.per_keyword)
         args.instances = stream["schedule"]["instances"]        # the pair chosen on
         args.smooth = stream["detector"]["smooth_windows"]       # the validation speakers
         print(format_stream_report(stream))
         from kws.detect.detector import DetectorSettings, save_settings
         save_settings(args.model, DetectorSettings(
             threshold=stream["operating_point"]["threshold"], instances=args.instances,
+            thresholds=stream["operating_point"].get("thresholds", {}),
             smooth_windows=args.smooth, chosen_by="kws eval --stream (validation speakers' stream"
                       + (" + keyword-free audio)" if args.negatives else ")")))
     if not args.stream:                 # without a stream to choose on: the first of each
@@ -480,6 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="posteriors averaged over this many windows (default: the model's "
                         "detector.json, else 1); with "
                         "--stream, several are tried like --instances, the best stored")
+    p.add_argument("--per-keyword", action="store_true",
+                   help="with --stream, also try a threshold per keyword (chosen on the "
+                        "validation speakers for the fewest misses within 2 false accepts "
+                        "per hour in all); stored in detector.json when it is better")
     p.add_argument("--out", type=Path, help="report folder (default reports/<model>)")
     p.set_defaults(func=cmd_eval)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kws.errors import KwsError
-from kws.checks.streameval import choose_operating_point, score_detections
+from kws.checks.streameval import choose_operating_point, keyword_thresholds, score_detections
 from kws.data.streamgen import Event, StreamSpec, make_stream, voiced_span
 from kws.detect.windows import Schedule, WindowRunner, run_windows
 from kws.quant.intmodel import from_torch
@@ -122,6 +122,24 @@ def test_operating_point_fewest_misses_within_the_false_accept_goal():
     assert p["threshold"] == 0.9 and not p["goal_met"]
 
 
+def test_keyword_thresholds_fewest_misses_in_all_within_the_goal():
+    """a: 10 events, b: 10 events. One threshold for both: 0.9 misses 3 at 1.5 FA/h. A
+    threshold each: a at 0.9 and b at 0.5 miss 1 at 2.0 FA/h."""
+    rows = {0.5: {"a": (0.0, 3.0), "b": (0.0, 0.5)},
+            0.9: {"a": (0.1, 1.5), "b": (0.2, 0.0)},
+            0.99: {"a": (0.5, 0.0), "b": (0.2, 0.0)}}
+    curve = [{"threshold": th, "per_keyword": pk} for th, pk in rows.items()]
+    events = [SimpleNamespace(word=w) for w in ("a", "b") for _ in range(10)]
+    assert keyword_thresholds(curve, events) == {"a": 0.9, "b": 0.5}
+    # no false accepts allowed: a must go to 0.99; for b, 0.9 and 0.99 miss as many with
+    # none, and the higher of equals is taken
+    assert keyword_thresholds(curve, events, fa_target=0.0) == {"a": 0.99, "b": 0.99}
+    assert keyword_thresholds(curve, events, fa_target=100.0) == {"a": 0.5, "b": 0.5}
+    never = [dict(r, per_keyword={w: (m, fa + 5) for w, (m, fa) in r["per_keyword"].items()})
+             for r in curve]
+    assert keyword_thresholds(never, events) is None
+
+
 def test_false_accepts_on_negative_audio(tmp_path):
     """Every detection on audio said to hold no keyword is a false accept (here the audio is
     keywords, so that there are some); fewer at higher thresholds; the hours are the files'
@@ -150,6 +168,21 @@ def test_false_accepts_on_negative_audio(tmp_path):
     at = r["at_stored_threshold"]
     assert at["threshold"] == r["stored_threshold"]
     assert sum(at["per_keyword"].values()) == at["false_accepts"]
+    # per-keyword thresholds stored with the model count at the stored point: here "yes"
+    # never fires, every other keyword fires as at the lowest threshold of the curve
+    import shutil
+
+    from kws.detect.detector import DetectorSettings, save_settings
+    copy = tmp_path / "model"
+    shutil.copytree("models/default", copy)
+    low = r["curve"][0]["threshold"]
+    others = {w: low for w in at["per_keyword"] if w != "yes"}
+    save_settings(copy, DetectorSettings(threshold=low, thresholds=dict(others, yes=1.0)))
+    again = negatives_curve(load_model(copy), [tmp_path / "neg"], gap_s=0.5, side="all")
+    assert again["stored_thresholds"]["yes"] == 1.0
+    at = again["at_stored_threshold"]
+    assert r["curve"][0]["per_keyword"]["yes"] > 0 and at["per_keyword"]["yes"] == 0
+    assert at["thresholds"]["yes"] == 1.0 and sum(at["per_keyword"].values()) == at["false_accepts"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(KwsError, match="no WAV or FLAC"):
         negative_files([tmp_path / "empty"])

@@ -207,12 +207,15 @@ def test_a_wake_model_trains_ships_and_listens_with_negatives_end_to_end(sc_mini
     capsys.readouterr()
     assert main(["eval", "--model", str(model), "--data", str(sc_mini), "--stream",
                  "--hours", "0.01", "--negatives", str(neg), "--out", str(tmp_path / "rep"),
-                 "--instances", "1,2", "--smooth", "1,2", "--json", str(tmp_path / "r.json")]) == 0
+                 "--instances", "1,2", "--smooth", "1,2", "--per-keyword",
+                 "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "keyword-free audio" in out and "testing speakers" in out
     settings = json.loads((model / "detector.json").read_text())
     assert "keyword-free audio" in settings["chosen_by"]
     assert "chosen on the validation speakers among" in out
+    # one keyword: a threshold "per keyword" is the single threshold, and the simpler wins
+    assert "per keyword" in out and "thresholds" not in settings
     assert settings["instances"] in (1, 2) and settings["smooth_windows"] in (1, 2)
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["negatives"]["side"] == "testing"

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from kws.atomic import atomic_open, atomic_path
+from kws.checks.streameval import stored_text, thresholds_text
 
 
 def precision_recall(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +132,9 @@ def write_report(out_dir: Path, acc: dict, device: dict | None = None,
                f"words. The model listens as the board does: {stream['schedule']['instances']} "
                f"instances, {stream['schedule']['window_frames']}-frame windows, one ending "
                f"every {stream['schedule']['stride_frames']} frames.", "",
-               f"Threshold **{p['threshold']:.3f}**, chosen on {v['hours']:.2f} h of validation "
+               (f"Thresholds per keyword **{thresholds_text(p['thresholds'])}**"
+                if p.get("thresholds") else f"Threshold **{p['threshold']:.3f}**")
+               + f", chosen on {v['hours']:.2f} h of validation "
                f"speakers (fewest misses at <= 2 false accepts per hour). On the held-out "
                f"stream: **{100 * p['miss_rate']:.1f} % misses, {p['fa_per_hour']:.2f} false "
                f"accepts per hour** (goal <= 2 / h at <= 10 %: "
@@ -148,7 +151,7 @@ def write_report(out_dir: Path, acc: dict, device: dict | None = None,
                f"{neg['hours'] * 60:.1f} minutes of real audio with no keyword ({neg['files']} "
                f"files: {', '.join(f'`{f}`' for f in neg['folders'])}), one file after the "
                "other, listened to as the board does; every detection is a false accept.", "",
-               f"At the model's threshold {neg['stored_threshold']}: **{at['false_accepts']} "
+               f"At the model's {stored_text(neg)}: **{at['false_accepts']} "
                f"false accepts, {at['fa_per_hour']:.1f} per hour** ("
                + ", ".join(f"{w} {n}" for w, n in sorted(at["per_keyword"].items(),
                                                         key=lambda kv: -kv[1]) if n) + ").", "",

@@ -81,11 +81,13 @@ def stream_scores(model, audio: np.ndarray, schedule) -> tuple[np.ndarray, np.nd
     return pooled, (ends * cfg.hop_length + cfg.win_length) / cfg.sample_rate
 
 
-def detections_at(detector_args: dict, posteriors: np.ndarray, times: np.ndarray, threshold: float):
-    """Replay the detector over precomputed window posteriors at one threshold."""
+def detections_at(detector_args: dict, posteriors: np.ndarray, times: np.ndarray, threshold: float,
+                  thresholds: dict | None = None):
+    """Replay the detector over precomputed window posteriors at one threshold (or at
+    per-keyword `thresholds`)."""
     from kws.detect.detector import Detector
 
-    det = Detector(**dict(detector_args, threshold=threshold))
+    det = Detector(**dict(detector_args, threshold=threshold, thresholds=thresholds))
     return [(d.time_s, d.word) for p, t in zip(posteriors, times)
             if (d := det.decide(p, t)) is not None]
 
@@ -115,6 +117,30 @@ def choose_operating_point(curve: list[dict]) -> dict:
     met = best["fa_per_hour"] <= FA_TARGET and best["miss_rate"] <= MISS_TARGET
     return {"threshold": best["threshold"], "miss_rate": best["miss_rate"],
             "fa_per_hour": best["fa_per_hour"], "goal_met": met}
+
+
+def keyword_thresholds(curve: list[dict], events, fa_target: float = FA_TARGET
+                       ) -> dict[str, float] | None:
+    """Per-keyword thresholds from one stream's DET curve: the fewest misses in all with at
+    most `fa_target` false accepts per hour summed over the keywords (None when no choice
+    gets there). A keyword's misses and false accepts at each threshold are read from the
+    curve's rows (made with one threshold for all; another keyword's threshold changes them
+    only through the refractory period, so the choice is replayed afterwards). Solved by a
+    Lagrangian sweep: for each price of a false accept, every keyword takes the threshold
+    with the fewest misses + price x false accepts per hour (the higher one on a tie)."""
+    words = list(curve[0]["per_keyword"])
+    counts = {w: sum(e.word == w for e in events) for w in words}
+    misses = np.array([[r["per_keyword"][w][0] * counts[w] if counts[w] else 0.0
+                        for w in words] for r in curve])
+    fas = np.array([[r["per_keyword"][w][1] for w in words] for r in curve])
+    cols = np.arange(len(words))
+    best = None
+    for price in np.concatenate([[0.0], np.geomspace(1e-3, 1e4, 281)]):
+        rows = (misses + price * fas - 1e-9 * np.arange(len(curve))[:, None]).argmin(0)
+        m, fa = misses[rows, cols].sum(), fas[rows, cols].sum()
+        if fa <= fa_target + 1e-9 and (best is None or m < best[0]):
+            best = (m, {w: float(curve[i]["threshold"]) for w, i in zip(words, rows)})
+    return None if best is None else best[1]
 
 
 def plot_det(curve: list[dict], point: dict, path, title: str):
@@ -149,7 +175,7 @@ def plot_det(curve: list[dict], point: dict, path, title: str):
 
 
 def evaluate_stream(model, data_dir, spec, instances=2, smooth=1, refractory_s: float = 1.0,
-                    out_dir=None, negatives=()) -> dict:
+                    out_dir=None, negatives=(), per_keyword: bool = False) -> dict:
     """The streaming evaluation of a shipped model. The threshold is chosen on a stream of
     the validation speakers (`choose_operating_point`); the figures are those of a stream of
     the held-out test speakers at that threshold, with its DET curve (det.png in out_dir).
@@ -162,7 +188,11 @@ def evaluate_stream(model, data_dir, spec, instances=2, smooth=1, refractory_s: 
     With `negatives` (folders of keyword-free audio: running speech, other wake words), each
     stream is followed by that split's speakers of them (kws.data.dataset.negative_split:
     validation for choosing, testing for judging), so false accepts per hour count real
-    running speech as a wake-word user hears it."""
+    running speech as a wake-word user hears it.
+
+    With `per_keyword`, each pair is also tried with a threshold per keyword
+    (`keyword_thresholds` on the validation curve, replayed on the validation stream), and
+    those compete with the single threshold by the same rank."""
     import time
     from pathlib import Path
 
@@ -179,19 +209,33 @@ def evaluate_stream(model, data_dir, spec, instances=2, smooth=1, refractory_s: 
     for k in _values(instances):
         heard = _scores(model, audio["validation"], k)     # once per count, for every smoothing
         for m in _values(smooth):
-            curve = _listen(model, heard, events["validation"], m, refractory_s,
-                            hours["validation"])[0]
-            candidates.append(dict(choose_operating_point(curve), instances=k, smooth=m))
+            curve, (det_args, span, post, times, _) = _listen(
+                model, heard, events["validation"], m, refractory_s, hours["validation"])
+            single = choose_operating_point(curve)
+            candidates.append(dict(single, instances=k, smooth=m))
+            chosen = keyword_thresholds(curve, events["validation"]) if per_keyword else None
+            if chosen:
+                s = score_detections(
+                    events["validation"],
+                    detections_at(det_args, post, times, single["threshold"], chosen), span,
+                    keyword_words(model.classes)).summary(hours["validation"])
+                candidates.append({
+                    "threshold": single["threshold"], "thresholds": chosen,
+                    "miss_rate": s["miss_rate"], "fa_per_hour": s["fa_per_hour"],
+                    "goal_met": s["fa_per_hour"] <= FA_TARGET and s["miss_rate"] <= MISS_TARGET,
+                    "instances": k, "smooth": m})
     point = min(candidates, key=_rank)
     k, m = point["instances"], point["smooth"]
     curve, (det_args, span, post, times, schedule) = _listen(
         model, _scores(model, audio["testing"], k), events["testing"], m, refractory_s,
         hours["testing"])
-    dets = detections_at(det_args, post, times, point["threshold"])
+    dets = detections_at(det_args, post, times, point["threshold"], point.get("thresholds"))
     final = score_detections(events["testing"], dets, span,
                              keyword_words(model.classes)).summary(hours["testing"])
     on_test = {"threshold": point["threshold"], "miss_rate": final["miss_rate"],
                "fa_per_hour": final["fa_per_hour"]}
+    if point.get("thresholds"):
+        on_test["thresholds"] = point["thresholds"]
     on_test["goal_met"] = (final["fa_per_hour"] <= FA_TARGET and final["miss_rate"] <= MISS_TARGET)
     result = {
         "model": model.name, "model_hash": model.hash,
@@ -223,10 +267,12 @@ def _values(x) -> list[int]:
 
 def _rank(point: dict) -> tuple:
     """Operating points, best first: within the false-accept goal the fewest misses, else the
-    fewest false accepts; then the cheaper listening (fewer instances, less smoothing)."""
+    fewest false accepts; then the simpler listening (one threshold for all keywords, fewer
+    instances, less smoothing)."""
+    simpler = (bool(point.get("thresholds")), point["instances"], point["smooth"])
     if point["fa_per_hour"] <= FA_TARGET:
-        return (0, point["miss_rate"], point["instances"], point["smooth"])
-    return (1, point["fa_per_hour"], point["miss_rate"], point["instances"], point["smooth"])
+        return (0, point["miss_rate"], *simpler)
+    return (1, point["fa_per_hour"], point["miss_rate"], *simpler)
 
 
 def _stream_audio(model, data_dir, spec, split: str, negatives):
@@ -273,7 +319,9 @@ def format_stream_report(r: dict) -> str:
              f"schedule: {r['schedule']['instances']} instances x {r['schedule']['window_frames']}"
              f"-frame windows, one every {r['schedule']['stride_frames']} frames, posteriors "
              f"averaged over {r['detector']['smooth_windows']}",
-             f"threshold {v['threshold']:.3f}, chosen on {v['hours']:.2f} h of validation "
+             (f"thresholds per keyword {thresholds_text(v['thresholds'])}" if v.get("thresholds")
+              else f"threshold {v['threshold']:.3f}")
+             + f", chosen on {v['hours']:.2f} h of validation "
              f"speakers ({100 * v['miss_rate']:.1f} % misses, {v['fa_per_hour']:.2f} FA/h there)",
              f"held-out at that threshold: misses {100 * p['miss_rate']:.1f} %"
              f"  false accepts {p['fa_per_hour']:.2f} / h"
@@ -282,9 +330,10 @@ def format_stream_report(r: dict) -> str:
              f"{'keyword':<8}{'events':>8}{'miss %':>8}{'FA':>6}{'FA/h':>7}"]
     tried = r.get("candidates_on_validation") or []
     if len(tried) > 1:
-        at = lines.index(next(x for x in lines if x.startswith("threshold ")))
+        at = lines.index(next(x for x in lines if x.startswith("threshold")))
         lines[at + 1:at + 1] = ["listening chosen on the validation speakers among: " + ", ".join(
-            f"{c['instances']}x/smooth {c['smooth']}: {100 * c['miss_rate']:.1f} % at "
+            f"{c['instances']}x/smooth {c['smooth']}"
+            + (" per keyword" if c.get("thresholds") else "") + f": {100 * c['miss_rate']:.1f} % at "
             f"{c['fa_per_hour']:.1f} FA/h" for c in tried)]
     for w, v in f["per_keyword"].items():
         lines.append(f"{w:<8}{v['events']:>8}{100 * (v['miss_rate'] or 0):>8.1f}"
@@ -297,6 +346,10 @@ def format_stream_report(r: dict) -> str:
                         f"{neg['files']} files of held-out speakers "
                         f"({r['fa_in_negatives']} false accepts there)")
     return "\n".join(lines)
+
+
+def thresholds_text(thresholds: dict) -> str:
+    return ", ".join(f"{w} {t:g}" for w, t in thresholds.items())
 
 
 def _fa_after(detections, negatives: dict | None) -> int | None:
@@ -354,7 +407,7 @@ def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
     noise): the files one after another with `gap_s` of silence between them, listened to
     with the board's schedule; every detection is a false accept. One row per threshold, and
     the figures at the model's stored threshold (detector.json) — the FA/h a user feels."""
-    from kws.detect.detector import Detector, posteriors, stored_settings
+    from kws.detect.detector import Detector, load_settings, posteriors
     from kws.detect.windows import Schedule
 
     sr = model.features.sample_rate
@@ -367,17 +420,22 @@ def negatives_curve(model, folders, instances: int = 2, smooth: int = 1,
     det_args = Detector.args_for(model, schedule, smooth=smooth, refractory_s=refractory_s)
     pooled, times = stream_scores(model, audio, schedule)
     post = posteriors(pooled, det_args["scale"])
-    stored = stored_settings(model)["threshold"]
-    rows = []
-    for th in sorted(set(THRESHOLDS.tolist()) | {stored}):
-        dets = detections_at(det_args, post, times, th)
+    settings = load_settings(model)
+    stored, per_keyword = settings.threshold, settings.thresholds
+
+    def row(th, thresholds=None):
+        dets = detections_at(det_args, post, times, th, thresholds)
         per = {w: sum(1 for _, d in dets if d == w) for w in keyword_words(model.classes)}
-        rows.append({"threshold": float(th), "false_accepts": len(dets),
-                     "fa_per_hour": len(dets) / hours, "per_keyword": per})
-    at_stored = next(r for r in rows if r["threshold"] == stored)
+        return {"threshold": float(th), "false_accepts": len(dets),
+                "fa_per_hour": len(dets) / hours, "per_keyword": per}
+
+    rows = [row(th) for th in sorted(set(THRESHOLDS.tolist()) | {stored})]
+    at_stored = (dict(row(stored, per_keyword), thresholds=per_keyword) if per_keyword
+                 else next(r for r in rows if r["threshold"] == stored))
     return {"model": model.name, "model_hash": model.hash,
             "folders": [str(f) for f in folders], "files": len(files), "side": side,
             "hours": round(hours, 4), "windows": int(len(pooled)), "stored_threshold": stored,
+            "stored_thresholds": per_keyword,
             "instances": instances, "smooth": smooth, "at_stored_threshold": at_stored,
             "curve": rows}
 
@@ -391,10 +449,17 @@ def format_negatives_report(r: dict) -> str:
     lines = [f"negatives: {r['files']} files{side}, {r['hours'] * 60:.1f} min, "
              f"{r['windows']} windows ({r['instances']} in flight, posteriors averaged over "
              f"{r['smooth']})",
-             f"at the model's threshold {r['stored_threshold']}: {at['false_accepts']} false "
+             f"at the model's {stored_text(r)}: {at['false_accepts']} false "
              f"accepts = {at['fa_per_hour']:.1f} per hour ("
              + ", ".join(f"{w} {n}" for w, n in worst if n) + ")",
              "threshold  FA/h: " + "  ".join(
                  f"{row['threshold']:.3f} {row['fa_per_hour']:.1f}" for row in r["curve"]
                  if row["threshold"] in (0.5, 0.7, 0.9, 0.95, 0.98, 0.99, 0.995))]
     return "\n".join(lines)
+
+
+def stored_text(r: dict) -> str:
+    """The model's stored threshold(s), as a report names them."""
+    if r.get("stored_thresholds"):
+        return f"thresholds per keyword ({thresholds_text(r['stored_thresholds'])})"
+    return f"threshold {r['stored_threshold']}"
