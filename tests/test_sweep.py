@@ -68,3 +68,22 @@ def test_fold_teachers_one_folder_or_an_ensemble(tmp_path):
     distils.write_text("train: {distill_weight: 0.5}\n")
     with pytest.raises(KwsError, match="list its own teacher"):
         fold_teachers([distils], tmp_path, 5, 2)
+
+
+def test_fold_config_names_the_folds_own_start_and_mined_windows():
+    """`{fold}` in init_from and hard_negative_dirs becomes the fold number; the rest stays."""
+    from kws.config import Config
+    from kws.training.sweep import fold_config
+    from kws.training.train import replace
+
+    c = replace(Config(), train={"init_from": "runs/cvw/w/fold{fold}/run",
+                                 "hard_negative_dirs": ("data/mined/cvw-fold{fold}",
+                                                        "data/mined/shared"),
+                                 "teacher": "runs/t"})
+    f = fold_config(c, 5, 3, "runs/cv/teacher/fold3")
+    assert (f.data.folds, f.data.fold) == (5, 3)
+    assert f.train.init_from == "runs/cvw/w/fold3/run"
+    assert f.train.hard_negative_dirs == ("data/mined/cvw-fold3", "data/mined/shared")
+    assert f.train.teacher == "runs/cv/teacher/fold3"
+    plain = fold_config(Config(), 5, 1)
+    assert plain.train == Config().train and plain.data.fold == 1

@@ -271,7 +271,7 @@ def bench_accuracy(model: Path, data: Path) -> dict:
 
     from kws.checks.evaluate import evaluate
     from kws.quant.modelfile import load_model
-    from kws.checks.streameval import evaluate_stream
+    from kws.checks.streameval import evaluate_stream, thresholds_text
     from kws.data.streamgen import StreamSpec
     from kws.detect.detector import load_settings
 
@@ -297,16 +297,19 @@ def bench_accuracy(model: Path, data: Path) -> dict:
         negatives.append(SENTENCES)
     listen = load_settings(shipped)          # the model's windows in flight and smoothing
     s = evaluate_stream(shipped, folders, StreamSpec(), instances=listen.instances,
-                        smooth=listen.smooth_windows, negatives=negatives)
+                        smooth=listen.smooth_windows, negatives=negatives, per_keyword=True)
     scmd = (f"kws eval --model {model} " + " ".join(f"--data {d}" for d in folders)
             + f" --stream --instances {listen.instances} --smooth {listen.smooth_windows}"
+            + " --per-keyword"
             + "".join(f" --negatives {n}" for n in negatives))
     p = s["operating_point"]
     neg = s["stream"].get("negatives")
     what = (f"{s['hours']:.2f} h held-out stream, {s['at_operating_point']['events']} keywords"
             + (f" (incl. {neg['minutes']:.0f} min of keyword-free speech, testing speakers)"
                if neg else "")
-            + f", threshold {p['threshold']} chosen on validation speakers")
+            + (f", thresholds per keyword ({thresholds_text(p['thresholds'])})"
+               if p.get("thresholds") else f", threshold {p['threshold']}")
+            + " chosen on validation speakers")
     out["stream_fa_per_hour"] = _entry(p["fa_per_hour"], "per hour", scmd, what)
     out["stream_miss_rate"] = _entry(p["miss_rate"], "fraction", scmd, what)
     metrics = Path(shipped.doc.get("training", {}).get("run_dir", "")) / "metrics.csv"

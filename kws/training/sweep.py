@@ -95,12 +95,21 @@ def stall_problems(rows: list[dict], sizes: bool = False) -> list[str]:
 
 def fold_config(config, folds: int, fold: int, teacher: str | tuple[str, ...] | None = None):
     """`config` as fold `fold` of a `folds`-fold cross-validation (with its fold's teacher,
-    or teachers)."""
+    or teachers). `{fold}` in `train.init_from` and `train.hard_negative_dirs` becomes the
+    fold's number: a fold's fine-tuning starts from that fold's model and learns from the
+    windows that model false-accepted (`kws mine`), never from another fold's."""
     from kws.training.train import replace
 
+    t = config.train
+    train = {"teacher": teacher} if teacher else {}
+    if "{fold}" in t.init_from:
+        train["init_from"] = t.init_from.replace("{fold}", str(fold))
+    if any("{fold}" in d for d in t.hard_negative_dirs):
+        train["hard_negative_dirs"] = tuple(d.replace("{fold}", str(fold))
+                                            for d in t.hard_negative_dirs)
     sections = {"data": {"folds": folds, "fold": fold}}
-    if teacher:
-        sections["train"] = {"teacher": teacher}
+    if train:
+        sections["train"] = train
     return replace(config, **sections)
 
 
