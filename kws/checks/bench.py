@@ -297,10 +297,11 @@ def bench_accuracy(model: Path, data: Path) -> dict:
         negatives.append(SENTENCES)
     listen = load_settings(shipped)          # the model's windows in flight and smoothing
     s = evaluate_stream(shipped, folders, StreamSpec(), instances=listen.instances,
-                        smooth=listen.smooth_windows, negatives=negatives, per_keyword=True)
+                        smooth=listen.smooth_windows, negatives=negatives,
+                        per_keyword=bool(listen.thresholds))   # as the model listens
     scmd = (f"kws eval --model {model} " + " ".join(f"--data {d}" for d in folders)
             + f" --stream --instances {listen.instances} --smooth {listen.smooth_windows}"
-            + " --per-keyword"
+            + (" --per-keyword" if listen.thresholds else "")
             + "".join(f" --negatives {n}" for n in negatives))
     p = s["operating_point"]
     neg = s["stream"].get("negatives")
