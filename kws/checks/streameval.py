@@ -124,8 +124,9 @@ def keyword_thresholds(curve: list[dict], events, fa_target: float = FA_TARGET
     """Per-keyword thresholds from one stream's DET curve: the fewest misses in all with at
     most `fa_target` false accepts per hour summed over the keywords (None when no choice
     gets there). A keyword's misses and false accepts at each threshold are read from the
-    curve's rows (made with one threshold for all; another keyword's threshold changes them
-    only through the refractory period, so the choice is replayed afterwards). Solved by a
+    curve's rows, made with one threshold for all: with others' thresholds they change (a
+    silenced keyword leaves its windows to the next best), so `_per_keyword_point` replays
+    the choice. Solved by a
     Lagrangian sweep: for each price of a false accept, every keyword takes the threshold
     with the fewest misses + price x false accepts per hour (the higher one on a tie)."""
     words = list(curve[0]["per_keyword"])

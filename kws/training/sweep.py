@@ -100,17 +100,12 @@ def fold_config(config, folds: int, fold: int, teacher: str | tuple[str, ...] | 
     windows that model false-accepted (`kws mine`), never from another fold's."""
     from kws.training.train import replace
 
-    t = config.train
-    train = {"teacher": teacher} if teacher else {}
-    if "{fold}" in t.init_from:
-        train["init_from"] = t.init_from.replace("{fold}", str(fold))
-    if any("{fold}" in d for d in t.hard_negative_dirs):
-        train["hard_negative_dirs"] = tuple(d.replace("{fold}", str(fold))
-                                            for d in t.hard_negative_dirs)
-    sections = {"data": {"folds": folds, "fold": fold}}
-    if train:
-        sections["train"] = train
-    return replace(config, **sections)
+    t, k = config.train, str(fold)
+    train = {"init_from": t.init_from.replace("{fold}", k),
+             "hard_negative_dirs": tuple(d.replace("{fold}", k) for d in t.hard_negative_dirs)}
+    if teacher:
+        train["teacher"] = teacher
+    return replace(config, data={"folds": folds, "fold": fold}, train=train)
 
 
 def fold_teachers(teacher_configs, out: Path, folds: int, fold: int, progress=print):
