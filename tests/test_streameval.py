@@ -37,6 +37,14 @@ def test_false_accept_counter_on_a_hand_made_event_list():
     assert s["per_keyword"]["yes"]["false_accepts"] == 1
     assert s["per_keyword"]["left"]["false_accepts"] == 1
     assert s["fa_on_words"] == 3 and s["fa_in_noise"] == 1
+    # misses by the SNR the keyword was placed at (ev() places every word at 10 dB)
+    assert s["miss_rate_by_snr"] == {10.0: {"events": 3, "misses": 1, "miss_rate": 1 / 3}}
+    quiet = Event("go", "go.wav", 0.9, 1.0, 1.4, 20.0)
+    loud_noise = [Event("go", "go.wav", t - 0.1, t, t + 0.4, 5.0) for t in (4.0, 8.0)]
+    by = score_detections([quiet, *loud_noise], [(1.5, "go"), (4.5, "go")],
+                          span_s=1.0).summary(1.0)["miss_rate_by_snr"]
+    assert by == {5.0: {"events": 2, "misses": 1, "miss_rate": 0.5},
+                  20.0: {"events": 1, "misses": 0, "miss_rate": 0.0}}
     # a detection whose window ends before the word starts does not claim it
     late = score_detections([ev("go", 3.0, 3.5)], [(2.9, "go")], span_s=1.0).summary(1.0)
     assert late["misses"] == 1 and late["false_accepts"] == 1

@@ -143,6 +143,11 @@ def write_report(out_dir: Path, acc: dict, device: dict | None = None,
         for w, r in f["per_keyword"].items():
             md.append(f"| {w} | {r['events']} | {100 * (r['miss_rate'] or 0):.1f} % | "
                       f"{r['fa_per_hour']:.2f} |")
+        by_snr = f.get("miss_rate_by_snr") or {}
+        if by_snr:
+            md += ["", "Misses by the noise a keyword was placed in: " + ", ".join(
+                f"{float(snr):g} dB SNR {100 * r['miss_rate']:.1f} % ({r['misses']} of "
+                f"{r['events']})" for snr, r in by_snr.items()) + "."]
         md += ["", "![DET curve](det.png)"]
     neg = acc.get("negatives")
     if neg:

@@ -31,6 +31,7 @@ class Score:
     misses: dict[str, int] = field(default_factory=dict)
     false_accepts: dict[str, int] = field(default_factory=dict)
     fa_on_words: int = 0     # false accepts that overlap some placed word (the rest: noise only)
+    by_snr: dict[float, list[int]] = field(default_factory=dict)   # SNR -> [keywords, misses]
 
     def summary(self, hours: float) -> dict:
         n, m, fa = (sum(d.values()) for d in (self.events, self.misses, self.false_accepts))
@@ -41,7 +42,9 @@ class Score:
         return {"events": n, "misses": m, "miss_rate": m / n if n else None,
                 "false_accepts": fa, "fa_per_hour": fa / hours,
                 "fa_on_words": self.fa_on_words, "fa_in_noise": fa - self.fa_on_words,
-                "per_keyword": per}
+                "per_keyword": per,
+                "miss_rate_by_snr": {snr: {"events": k, "misses": m, "miss_rate": m / k}
+                                     for snr, (k, m) in sorted(self.by_snr.items())}}
 
 
 def score_detections(events, detections, span_s: float, keywords=KEYWORDS) -> Score:
@@ -61,8 +64,11 @@ def score_detections(events, detections, span_s: float, keywords=KEYWORDS) -> Sc
         s.false_accepts[word] += 1
         s.fa_on_words += any(e.voice_end_s > lo and e.voice_start_s < t for e in events)
     for i, e in enumerate(events):
-        if e.word in s.misses and i not in claimed:
-            s.misses[e.word] += 1
+        if e.word in s.misses:
+            missed = i not in claimed
+            s.misses[e.word] += missed
+            k, m = s.by_snr.get(e.snr_db, (0, 0))
+            s.by_snr[e.snr_db] = [k + 1, m + missed]
     return s
 
 
@@ -353,6 +359,11 @@ def format_stream_report(r: dict) -> str:
     for w, v in f["per_keyword"].items():
         lines.append(f"{w:<8}{v['events']:>8}{100 * (v['miss_rate'] or 0):>8.1f}"
                      f"{v['false_accepts']:>6}{v['fa_per_hour']:>7.2f}")
+    by_snr = f.get("miss_rate_by_snr") or {}
+    if by_snr:
+        lines.append("misses by SNR: " + ", ".join(
+            f"{float(snr):g} dB {100 * v['miss_rate']:.1f} % ({v['misses']}/{v['events']})"
+            for snr, v in by_snr.items()))
     lines.append(f"false accepts: {f['fa_on_words']} during other words, "
                  f"{f['fa_in_noise']} in noise only")
     neg = r["stream"].get("negatives")
