@@ -43,8 +43,8 @@ class Score:
                 "false_accepts": fa, "fa_per_hour": fa / hours,
                 "fa_on_words": self.fa_on_words, "fa_in_noise": fa - self.fa_on_words,
                 "per_keyword": per,
-                "miss_rate_by_snr": {snr: {"events": k, "misses": m, "miss_rate": m / k}
-                                     for snr, (k, m) in sorted(self.by_snr.items())}}
+                "miss_rate_by_snr": {snr: {"events": k, "misses": lost, "miss_rate": lost / k}
+                                     for snr, (k, lost) in sorted(self.by_snr.items())}}
 
 
 def score_detections(events, detections, span_s: float, keywords=KEYWORDS) -> Score:
