@@ -290,12 +290,26 @@ def config_from_dict(data: dict, cls=Config):
 
 
 def load_config(path: str | Path, cls=Config):
-    """Read a YAML config file; a missing file, bad YAML or a bad key is a one-line KwsError."""
+    """Read a YAML config file; a missing file, bad YAML or a bad key is a one-line KwsError.
+
+    A config may start from another: `base: other.yaml` (a path relative to this file's
+    folder) reads that one first, then this file's sections are laid over it key by key
+    (a list or a value replaces the base's; a section is merged). Bases may chain."""
     path = Path(path)
+    data = _read_config(path, ())
+    try:
+        return config_from_dict(data, cls)
+    except KwsError as e:
+        raise KwsError(f"{path}: {e}") from None
+
+
+def _read_config(path: Path, chain: tuple[Path, ...]) -> dict:
+    """The plain data of one config file with its `base:` chain resolved."""
     try:
         text = path.read_text()
     except OSError as e:
-        raise KwsError(f"cannot read config {path}: {e.strerror}") from None
+        where = f" (the base of {chain[-1]})" if chain else ""
+        raise KwsError(f"cannot read config {path}{where}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise KwsError(f"{path}: not a text file (a config is YAML)") from None
     try:
@@ -306,10 +320,29 @@ def load_config(path: str | Path, cls=Config):
         raise KwsError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
     if data is None:
         data = {}
-    try:
-        return config_from_dict(data, cls)
-    except KwsError as e:
-        raise KwsError(f"{path}: {e}") from None
+    if not isinstance(data, dict) or "base" not in data:
+        return data
+    base = data.pop("base")
+    if not isinstance(base, str) or not base:
+        raise KwsError(f"{path}: base: is the path of another config file, not {base!r}")
+    base_path = path.parent / base
+    if base_path.resolve() in {p.resolve() for p in (*chain, path)}:
+        raise KwsError(f"{path}: base: {base} leads back to itself "
+                       f"({' -> '.join(str(p) for p in (*chain, path, base_path))})")
+    return _laid_over(_read_config(base_path, (*chain, path)), data, path)
+
+
+def _laid_over(base: dict, over: dict, path: Path) -> dict:
+    """`over`'s sections on top of `base`'s: section keys merge, anything else replaces."""
+    if not isinstance(base, dict):
+        raise KwsError(f"{path}: its base is not a mapping of sections")
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
 
 
 class _StrictLoader(yaml.SafeLoader):

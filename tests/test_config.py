@@ -54,3 +54,30 @@ def test_inconsistent_feature_values_are_refused():
         FeatureConfig(win_length=600, n_fft=512)
     with pytest.raises(KwsError):
         FeatureConfig(fmax=9000.0)
+
+
+def test_a_config_lays_its_sections_over_its_base(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "features:\n  n_mels: 40\n  hop_length: 320\ntrain:\n  lr: 0.01\n  snr_db: [5, 30]\n")
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text("base: ../base.yaml\nfeatures:\n  n_mels: 32\ntrain:\n  snr_db: [0, 20]\n")
+    c = load_config(child)
+    assert c.features.n_mels == 32 and c.features.hop_length == 320   # merged, not replaced
+    assert c.train.lr == 0.01 and c.train.snr_db == (0.0, 20.0)        # a list replaces
+    grandchild = tmp_path / "g.yaml"
+    grandchild.write_text("base: sub/child.yaml\ntrain:\n  lr: 0.003\n")
+    g = load_config(grandchild)
+    assert (g.features.n_mels, g.train.lr, g.train.snr_db) == (32, 0.003, (0.0, 20.0))
+
+
+def test_a_bad_base_is_a_one_line_error_naming_it(tmp_path):
+    with pytest.raises(KwsError, match="nope.yaml.*the base of"):
+        load_config(write(tmp_path, "base: nope.yaml\n"))
+    with pytest.raises(KwsError, match="leads back to itself"):
+        load_config(write(tmp_path, "base: c.yaml\n"))
+    with pytest.raises(KwsError, match="base: is the path"):
+        load_config(write(tmp_path, "base: [a.yaml]\n"))
+    (tmp_path / "b.yaml").write_text("features:\n  n_mel: 40\n")
+    with pytest.raises(KwsError, match="features.n_mel"):                # the base's keys are checked
+        load_config(write(tmp_path, "base: b.yaml\n"))
