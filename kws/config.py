@@ -163,6 +163,7 @@ class TrainConfig:
     cut_keep: tuple[float, float] = (0.5, 0.9)  # ... labelled by the voiced fraction it keeps
     spec_mask_bins: int = 0        # SpecAugment: one frequency mask up to this wide
     spec_mask_frames: int = 0      # and one time mask up to this long
+    mixup_alpha: float = 0.0       # mixup: windows blended in pairs, lam ~ Beta(a, a) (0: off)
     smooth_float: bool = False     # float phases use sigmoid/tanh; quant uses quantSigm/Tanh
     init_from: str = ""            # a run folder whose best model starts this one (fine-tuning)
     teacher: str | tuple[str, ...] = ""  # a run folder of a float teacher for distillation,
@@ -174,7 +175,7 @@ class TrainConfig:
         _positive(self, "train", "batch_size", "lr", "distill_temperature")
         for key in ("epochs_dense", "epochs_sparsify", "epochs_sparse", "epochs_quant",
                     "spec_mask_bins", "spec_mask_frames", "lr_final", "weight_decay",
-                    "shift_ms"):
+                    "shift_ms", "mixup_alpha"):
             if getattr(self, key) < 0:
                 raise KwsError(f"train.{key} must be >= 0, not {getattr(self, key)}")
         if not 0 <= self.cut_keep[0] <= self.cut_keep[1] <= 1:

@@ -166,3 +166,30 @@ def test_negative_crops_are_unknown_seeded_and_from_the_training_side(sc_mini, t
         TrainConfig(negative_share=1.0)
     with pytest.raises(KwsError, match="negative_dirs"):
         TrainConfig(negative_clips=5)
+
+
+def test_mixup_blends_pairs_keeps_shapes_is_seeded_and_is_off_at_zero():
+    from kws.training.train import mixup
+
+    x = torch.randn(6, 49, 32)
+    y = torch.arange(6)
+    same = mixup(x, y, 0.0, np.random.default_rng(0))
+    assert same[0] is x and same[1] is y and same[2] == 1.0         # off: the batch itself
+    xm, ym, lam = mixup(x, y, 0.4, np.random.default_rng(3))
+    xm2, ym2, lam2 = mixup(x, y, 0.4, np.random.default_rng(3))
+    assert xm.shape == x.shape and torch.equal(xm, xm2) and torch.equal(ym, ym2) and lam == lam2
+    assert 0 < lam < 1 and sorted(ym.tolist()) == list(range(6))  # partners: a permutation
+    torch.testing.assert_close(xm, lam * x + (1 - lam) * x[ym])   # each row with its partner
+    assert mixup(x[:1], y[:1], 0.4, np.random.default_rng(0))[2] == 1.0   # nobody to mix with
+
+
+def test_mixup_trains_and_a_negative_alpha_is_refused(sc_mini, tmp_path):
+    """A run with mixup trains to finite losses (mixup lives in the training step only)."""
+    from kws.training.train import train
+
+    cfg = config(sc_mini, tmp_path, mixup_alpha=0.4, speed=(1.0, 1.0), rir_prob=0.0,
+                 rir_dirs=())
+    run = train(cfg, tmp_path / "run", progress=lambda *_: None)
+    assert np.isfinite(run["history"][-1]["loss"])
+    with pytest.raises(KwsError, match="mixup_alpha"):
+        TrainConfig(mixup_alpha=-1.0)

@@ -345,6 +345,18 @@ class Augmenter:
 
 # --- model -----------------------------------------------------------------------------------
 
+def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, rng: np.random.Generator):
+    """Mixup on a batch of features (Zhang et al., 2018): each window is blended with another
+    of the batch, x = lam * x + (1 - lam) * x[perm], lam ~ Beta(alpha, alpha) once a batch.
+    Returns (mixed x, the partners' labels, lam); the loss weighs the two labels by lam and
+    1 - lam, and a teacher scores the mixed windows. alpha 0: the batch unchanged, lam 1."""
+    if alpha <= 0 or len(x) < 2:
+        return x, y, 1.0
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.from_numpy(rng.permutation(len(x))).to(x.device)
+    return lam * x + (1 - lam) * x[perm], y[perm], lam
+
+
 def pick_device(name: str) -> torch.device:
     """`train.device`: auto takes a CUDA device when torch sees one, else the CPU."""
     if name == "cuda" and not torch.cuda.is_available():
@@ -507,10 +519,9 @@ class Trainer:
             idx = order[b * bs:(b + 1) * bs]
             x, y = self.augment.batch(idx, rng)
             x, y = x.to(self.device), torch.from_numpy(y).to(self.device)
+            x, y_mix, lam = mixup(x, y, cfg.train.mixup_alpha, rng)
             logits = pooled(model(x, quant=quant), cfg.model.pool_frames)
-            loss = F.cross_entropy(logits, y, weight=self.class_weights)   # IGNORE: no loss
-            if not (y >= 0).any():                  # a batch of ambiguous cuts only
-                loss = logits.sum() * 0.0
+            loss = lam * self.hard_loss(logits, y) + (1 - lam) * self.hard_loss(logits, y_mix)
             if self.teachers:
                 T = cfg.train.distill_temperature
                 soft = distill_target(self.teachers, x, cfg.model.pool_frames, T)
@@ -527,6 +538,13 @@ class Trainer:
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses):.3f}")
         return self.evaluate(phase, float(np.mean(losses)))
+
+    def hard_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy with the labels; a window labelled IGNORE teaches nothing (a batch of
+        ambiguous cuts only: zero)."""
+        if not (y >= 0).any():
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits, y, weight=self.class_weights)
 
     def choose_gates(self):
         """`train.gates_on_validation`: the integer sigmoid(zeta), sigmoid(nu) (each one's two
