@@ -154,6 +154,9 @@ class TrainConfig:
     class_balance: float = 0.0     # loss weight of a class ~ (its clips)^-class_balance (1: equal)
     sample_balance: float = 0.0    # epochs drawn so a class, and a word within it, weigh ~ n^(1-b)
     other_share: float = 1.0       # ... the other-words class (_unknown_) this many times more
+    word_prior: str = "equal"      # ... and within it each word: "equal" (alike), or
+                                   # "first_folder": as often as among the training clips of
+                                   # train.data's first folder (an official test set: digits)
     negative_dirs: tuple[str, ...] = ()  # keyword-free speech: 1 s crops become `_unknown_`
     negative_clips: int = 0        # ... this many crops, from the `training` side of its speakers
     negative_share: float = 0.0    # with drawn epochs: crops + mined clips get this part of
@@ -184,6 +187,9 @@ class TrainConfig:
                     "sample_balance"):
             if not 0 <= getattr(self, key) <= 1:
                 raise KwsError(f"train.{key} must be in [0, 1], not {getattr(self, key)}")
+        if self.word_prior not in ("equal", "first_folder"):
+            raise KwsError(f"train.word_prior must be equal or first_folder, not "
+                           f"{self.word_prior!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise KwsError(f"train.device must be auto, cpu or cuda, not {self.device!r}")
         if not 0 <= self.negative_share < 1:

@@ -1,5 +1,7 @@
 """Training augmentations: shapes kept, seeded, class weights, and never at evaluation."""
 
+import collections
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -193,3 +195,29 @@ def test_mixup_trains_and_a_negative_alpha_is_refused(sc_mini, tmp_path):
     assert np.isfinite(run["history"][-1]["loss"])
     with pytest.raises(KwsError, match="mixup_alpha"):
         TrainConfig(mixup_alpha=-1.0)
+
+
+def test_a_word_prior_shares_out_a_class_by_its_weights():
+    labels = np.array([0] * 10 + [1] * 6)
+    words = np.array(["bed"] * 6 + ["nine"] * 2 + ["crops"] * 2 + ["yes"] * 6, dtype=object)
+    # nine three times as common as bed in the reference; the crops are not in it
+    p = sampling_probs(labels, words, 1.0, None, {"bed": 1.0, "nine": 3.0, "yes": 5.0})
+    assert np.isclose(p[labels == 0].sum(), 0.5) and np.isclose(p[labels == 1].sum(), 0.5)
+    assert np.isclose(p[words == "crops"].sum(), 0.5 / 3)          # keeps its equal share
+    assert np.isclose(p[words == "nine"].sum(), 3 * p[words == "bed"].sum())
+    assert np.isclose(p[words == "nine"].sum() + p[words == "bed"].sum(), 0.5 * 2 / 3)
+    assert np.allclose(p[words == "nine"], p[words == "nine"][0])  # evenly within a word
+    assert np.array_equal(sampling_probs(labels, words, 1.0, None, {}),
+                          sampling_probs(labels, words, 1.0))
+    with pytest.raises(KwsError, match="word_prior"):
+        TrainConfig(word_prior="uniform")
+
+
+def test_the_first_folder_prior_counts_its_training_clips(sc_mini, tmp_path):
+    cfg = config(sc_mini, tmp_path, sample_balance=1.0, word_prior="first_folder")
+    data = TrainingData(cfg, sc_mini, tmp_path / "cache")
+    train_words = [c.word for c in data.dataset.split("training")]
+    assert data.first_folder_words == collections.Counter(train_words)
+    trainer = Trainer(cfg, tmp_path / "run", data)
+    assert np.array_equal(trainer.sampling, sampling_probs(data.labels, data.words, 1.0, {},
+                                                           dict(data.first_folder_words)))

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import math
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,9 @@ class TrainingData:
         self.audio, kept, _ = cached_audio(train, self.dataset.root, fc, cache_dir)
         self.labels = self.dataset.labels(kept)
         self.words = np.array([c.word for c in kept], dtype=object)  # sampling groups
+        # how often each word occurs among the first folder's training clips (train.word_prior)
+        self.first_folder_words = Counter(c.word for c in self.dataset.from_root(kept,
+                                                                                 data_dirs[0]))
         self.warnings: list[str] = []   # augmentation sources that are missing (train() says)
         crops = self._negative_crops(config, self.warnings)
         mined = self._hard_negatives(config, self.warnings)
@@ -178,13 +182,14 @@ class TrainingData:
         return out
 
     def sampling_probs(self, balance: float, other_share: float = 1.0,
-                       negative_share: float = 0.0) -> np.ndarray:
+                       negative_share: float = 0.0, word_prior: str = "equal") -> np.ndarray:
         """The probability of each training clip in a drawn epoch (`train.sample_balance`,
-        `train.other_share`, `train.negative_share`)."""
+        `train.other_share`, `train.negative_share`, `train.word_prior`)."""
         other = self.dataset.task.other
         shares = ({self.dataset.task.classes.index(other): other_share}
                   if other is not None else {})
-        p = sampling_probs(self.labels, self.words, balance, shares)
+        weights = dict(self.first_folder_words) if word_prior == "first_folder" else None
+        p = sampling_probs(self.labels, self.words, balance, shares, weights)
         negative = np.isin(self.words, [CROPS, MINED])
         if negative_share > 0 and negative.any():
             # the keyword-free clips take `negative_share` of their class, the words the rest
@@ -205,7 +210,8 @@ class TrainingData:
 
 
 def sampling_probs(labels: np.ndarray, words: np.ndarray, balance: float,
-                   shares: dict[int, float] | None = None) -> np.ndarray:
+                   shares: dict[int, float] | None = None,
+                   word_weights: dict[str, float] | None = None) -> np.ndarray:
     """The probability of each clip in a drawn epoch, for clips of `labels` (classes) and
     `words` (groups within a class: an unknown word, the keyword-free crops, the mined clips).
 
@@ -214,7 +220,9 @@ def sampling_probs(labels: np.ndarray, words: np.ndarray, balance: float,
     evenly. b = 0 is every clip alike (the plain epoch); b = 1 is every class alike and, within
     `_unknown_`, every word alike, as in an official test set, whatever the folders over-supply.
     `shares` multiplies the mass of some classes (`train.other_share`: the other-words class,
-    whose many words a 1 KB model otherwise under-calls).
+    whose many words a 1 KB model otherwise under-calls). `word_weights` replaces the word
+    level for the words it names (`train.word_prior`): within a class, those words share out
+    what they would have had in proportion to their weights; other words keep theirs.
     """
     p = np.zeros(len(labels))
     classes, class_counts = np.unique(labels, return_counts=True)
@@ -224,6 +232,10 @@ def sampling_probs(labels: np.ndarray, words: np.ndarray, balance: float,
         in_class = labels == c
         names, counts = np.unique(words[in_class], return_counts=True)
         word_mass = counts.astype(float) ** (1 - balance)
+        weights = np.array([(word_weights or {}).get(w, 0.0) for w in names], float)
+        if (weights > 0).any():
+            known = weights > 0
+            word_mass[known] = weights[known] * word_mass[known].sum() / weights[known].sum()
         share = dict(zip(names, mass * word_mass / word_mass.sum() / counts))
         p[in_class] = [share[w] for w in words[in_class]]
     return p / p.sum()
@@ -436,8 +448,10 @@ class Trainer:
         self.class_weights = (data.class_weights(config.train.class_balance)
                               if config.train.class_balance > 0 else None)
         t = config.train
-        self.sampling = (data.sampling_probs(t.sample_balance, t.other_share, t.negative_share)
-                         if t.sample_balance > 0 or t.other_share != 1 else None)
+        self.sampling = (data.sampling_probs(t.sample_balance, t.other_share, t.negative_share,
+                                             t.word_prior)
+                         if t.sample_balance > 0 or t.other_share != 1
+                         or t.word_prior != "equal" else None)
         self.teachers = load_teachers(config) if config.train.distill_weight > 0 else []
         self.model.to(self.device)
         for teacher in self.teachers:
