@@ -218,7 +218,8 @@ def sampling_probs(labels: np.ndarray, words: np.ndarray, balance: float,
     Two levels with one exponent b: a class gets a share ~ (its clips)^(1-b) of the epoch, and
     within the class each word gets a share ~ (its clips)^(1-b); a clip gets its word's share
     evenly. b = 0 is every clip alike (the plain epoch); b = 1 is every class alike and, within
-    `_unknown_`, every word alike, as in an official test set, whatever the folders over-supply.
+    `_unknown_`, every word alike, whatever the folders over-supply (an official test set is
+    not made so: its digits are most of `_unknown_`; `word_weights` below).
     `shares` multiplies the mass of some classes (`train.other_share`: the other-words class,
     whose many words a 1 KB model otherwise under-calls). `word_weights` replaces the word
     level for the words it names (`train.word_prior`): within a class, those words share out
