@@ -150,6 +150,34 @@ def test_eval_reports_the_agreed_keys(shipped, sc_mini):
         assert key in r
     assert r["n_clips"] == np.sum(r["confusion_matrix"])
     assert 0 <= r["accuracy_int"] <= 1
+    # the other class word by word adds up to its row of the confusion matrix
+    k = r["classes"].index("_unknown_")
+    row = r["confusion_matrix"][k]
+    words = r["other_words"]
+    assert set(words) == {"bed", "zero"}                  # sc_mini's two other words
+    assert sum(w["clips"] for w in words.values()) == sum(row)
+    assert sum(w["correct"] for w in words.values()) == row[k]
+    for j, c in enumerate(r["classes"]):
+        if j != k:
+            assert sum(w["heard_as"].get(c, 0) for w in words.values()) == row[j]
+
+
+def test_other_words_pool_and_print_worst_first():
+    from types import SimpleNamespace
+
+    from kws.checks.evaluate import format_other_words, other_words, pooled_other_words
+    classes = ["_silence_", "_unknown_", "yes", "no"]
+    clips = [SimpleNamespace(word=w) for w in ["nine", "nine", "nine", "bed", "yes", "x"]]
+    y = np.array([1, 1, 1, 1, 2, 0])
+    pred = np.array([3, 3, 1, 1, 2, 0])
+    one = other_words(clips, y, pred, classes, "_unknown_")
+    assert one == {"bed": {"clips": 1, "correct": 1, "heard_as": {}},
+                   "nine": {"clips": 3, "correct": 1, "heard_as": {"no": 2}}}
+    both = pooled_other_words([{"other_words": one}, {"other_words": one}, {}])
+    assert both["nine"] == {"clips": 6, "correct": 2, "heard_as": {"no": 4}}
+    lines = format_other_words(both)
+    assert lines[0].split()[:3] == ["nine", "6", "0.33"] and "heard as no 4" in lines[0]
+    assert other_words(clips, y, pred, classes, None) == {}
 
 
 def test_an_ensemble_of_teachers_teaches_the_mean_of_their_softened_outputs(sc_mini, tmp_path):

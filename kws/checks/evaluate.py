@@ -109,7 +109,51 @@ def evaluate(model_dir: Path, data, split: str = "testing", skip_bad: bool = Fal
         "per_class_accuracy": per_class,
         "classes": shipped.classes,
         "confusion_matrix": confusion.tolist(),
+        "other_words": other_words(fs.clips, y, pred_int, shipped.classes, dataset.task.other),
     }
+
+
+def other_words(clips, y: np.ndarray, pred: np.ndarray, classes: list[str],
+                other: str | None) -> dict[str, dict]:
+    """The other class (`_unknown_`) word by word: its clips, how many the model got right,
+    and what it heard the others as ({word: {"clips", "correct", "heard_as": {class: n}}})."""
+    if other is None:
+        return {}
+    k = classes.index(other)
+    out: dict[str, dict] = {}
+    for clip, truth, guess in zip(clips, y, pred):
+        if truth != k:
+            continue
+        row = out.setdefault(clip.word, {"clips": 0, "correct": 0, "heard_as": {}})
+        row["clips"] += 1
+        if guess == k:
+            row["correct"] += 1
+        else:
+            row["heard_as"][classes[guess]] = row["heard_as"].get(classes[guess], 0) + 1
+    return dict(sorted(out.items()))
+
+
+def pooled_other_words(reports: list[dict]) -> dict[str, dict]:
+    """`other_words` of several reports (the folds of a cross-validation), added up."""
+    out: dict[str, dict] = {}
+    for r in reports:
+        for word, row in r.get("other_words", {}).items():
+            acc = out.setdefault(word, {"clips": 0, "correct": 0, "heard_as": {}})
+            acc["clips"] += row["clips"]
+            acc["correct"] += row["correct"]
+            for c, n in row["heard_as"].items():
+                acc["heard_as"][c] = acc["heard_as"].get(c, 0) + n
+    return dict(sorted(out.items()))
+
+
+def format_other_words(words: dict[str, dict], top: int = 3) -> list[str]:
+    """One line a word, the worst heard first: clips, accuracy, what it was heard as."""
+    lines = []
+    for word, row in sorted(words.items(), key=lambda t: (t[1]["correct"] / t[1]["clips"], t[0])):
+        heard = sorted(row["heard_as"].items(), key=lambda t: (-t[1], t[0]))[:top]
+        lines.append(f"  {word:<22}{row['clips']:>5}  {row['correct'] / row['clips']:.2f}"
+                     + (f"  heard as {', '.join(f'{c} {n}' for c, n in heard)}" if heard else ""))
+    return lines
 
 
 def _interval(r: dict, kind: str) -> str:
@@ -129,4 +173,7 @@ def format_report(r: dict) -> str:
     for name, row, acc in zip(names, r["confusion_matrix"], r["per_class_accuracy"].values()):
         lines.append(f"{name:<8}" + "".join(f"{v:>6}" for v in row)
                      + (f"  {acc:.2f}" if acc is not None else "     -"))
+    if r.get("other_words"):
+        lines += ["", "the other class word by word (clips, integer accuracy, heard as)"]
+        lines += format_other_words(r["other_words"])
     return "\n".join(lines)

@@ -168,7 +168,7 @@ def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | Non
     """The k-fold speaker cross-validation of each config (module doc); returns table rows."""
     import numpy as np
 
-    from kws.checks.evaluate import evaluate
+    from kws.checks.evaluate import evaluate, pooled_other_words
     from kws.training.ship import ship
     from kws.training.stability import run_problems
     from kws.training.train import resolve_data, train
@@ -221,6 +221,7 @@ def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | Non
                      "clips": int(sum(r["n_clips"] for r in scores)),
                      "worst_class": min(per_class, key=per_class.get),
                      "per_class": per_class,
+                     "other_words": pooled_other_words(scores),
                      "problems": [p for r in scores for p in r["problems"]]})
         if negatives:
             fa = [r["negatives"]["fa_per_hour"] for r in scores]
