@@ -21,9 +21,12 @@ from kws.data.tasks import Task, make_task
 from kws.errors import KwsError
 
 
+FRONTENDS = ("log_mel", "pcen")
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Log-mel front end. One second of 16 kHz audio gives 98 frames of 32 bins."""
+    """Log-mel (or PCEN) front end. One second of 16 kHz audio gives 98 frames of 32 bins."""
 
     sample_rate: int = 16000
     clip_samples: int = 16000      # clips are padded (at the end) or cropped to this
@@ -34,6 +37,14 @@ class FeatureConfig:
     fmin: float = 20.0
     fmax: float = 8000.0
     log_floor: float = 1e-6        # log(max(mel_power, floor)); audio is in [-1, 1]
+    # "log_mel", or "pcen": per-channel energy normalisation of the mel power (Wang et al.
+    # 2017), a causal smoother per bin whose state a stream carries on (kws/frontend/features.py)
+    frontend: str = "log_mel"
+    pcen_time_s: float = 0.4       # the smoother's time constant
+    pcen_gain: float = 0.98        # alpha: how far the smoothed energy divides out
+    pcen_bias: float = 2.0         # delta
+    pcen_power: float = 0.5        # r: the root compression
+    pcen_eps: float = 1e-4         # the most gain: ~50 dB under loud speech (mel power ~20)
 
     def __post_init__(self):
         _positive(self, "features", "sample_rate", "clip_samples", "n_fft", "n_mels")
@@ -45,6 +56,13 @@ class FeatureConfig:
             raise KwsError("features: hop_length must be > 0 and clip_samples >= win_length")
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
             raise KwsError("features: need 0 <= fmin < fmax <= sample_rate / 2")
+        if self.frontend not in FRONTENDS:
+            raise KwsError(f"features.frontend must be one of {', '.join(FRONTENDS)}, "
+                           f"not {self.frontend!r}")
+        if not (self.pcen_time_s > 0 and 0 <= self.pcen_gain <= 1 and self.pcen_bias >= 0
+                and 0 < self.pcen_power <= 1 and self.pcen_eps > 0):
+            raise KwsError("features: pcen needs time_s > 0, 0 <= gain <= 1, bias >= 0, "
+                           "0 < power <= 1, eps > 0")
 
     @property
     def n_frames(self) -> int:
@@ -53,7 +71,11 @@ class FeatureConfig:
 
     def digest(self) -> str:
         """A short hash of every field: part of every cache key that depends on features."""
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        fields = dataclasses.asdict(self)
+        if self.frontend == "log_mel":   # log-mel keys stay what they were before PCEN existed
+            fields = {k: v for k, v in fields.items()
+                      if k != "frontend" and not k.startswith("pcen_")}
+        blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha1(blob).hexdigest()[:12]
 
 

@@ -7,7 +7,7 @@ from kws.data.audio import BadAudio
 from kws.frontend.cache import compute_features
 from kws.config import DataConfig, FeatureConfig
 from kws.data.dataset import load_dataset
-from kws.frontend.features import log_mel
+from kws.frontend.features import clip_features
 from kws.data.audio import load_audio
 
 
@@ -24,7 +24,7 @@ def test_features_are_cached_and_reread(sc_mini, tmp_path):
     np.testing.assert_array_equal(first.features, again.features)
     assert again.clips == first.clips
     c = first.clips[3]
-    ref = log_mel(load_audio(c.path, offset=c.offset))
+    ref = clip_features(load_audio(c.path, offset=c.offset))
     assert np.abs(first.features[3] - ref).max() < 2e-3
     assert not list((tmp_path / "cache").glob("*.tmp"))  # nothing half-written left behind
 
@@ -107,7 +107,7 @@ def test_training_audio_cache_is_exact_memory_mapped_and_checks_bad_files(sc_min
 def test_features_in_chunks_equal_one_batch(sc_mini, tmp_path, monkeypatch):
     from kws.frontend import cache
     from kws.frontend.cache import load_clip_audio
-    from kws.frontend.features import log_mel_batch
+    from kws.frontend.features import features_batch
 
     ds = dataset(sc_mini)
     (sc_mini / "yes" / "deadbeef_nohash_0.wav").write_bytes(b"RIFF....WAVEjunk")
@@ -117,4 +117,4 @@ def test_features_in_chunks_equal_one_batch(sc_mini, tmp_path, monkeypatch):
                           progress=False)
     audio, kept, bad = load_clip_audio(ds.clips, FeatureConfig(), skip_bad=True, progress=False)
     assert fs.clips == kept and len(fs.bad) == len(bad) == 1
-    assert np.array_equal(fs.features, log_mel_batch(audio, FeatureConfig()))
+    assert np.array_equal(fs.features, features_batch(audio, FeatureConfig()))

@@ -198,9 +198,9 @@ def test_empty_sparse_matrix_is_not_an_empty_c_array():
 def clip_model(tmp_path, im, name="clips"):
     """A model folder whose normalisation is the fixture clips' own, and 3 clips' frames."""
     from kws.data.audio import load_audio
-    from kws.frontend.features import log_mel
+    from kws.frontend.features import clip_features
 
-    feats = np.stack([log_mel(load_audio(p)) for p in CLIPS])
+    feats = np.stack([clip_features(load_audio(p)) for p in CLIPS])
     mean, std = feats.reshape(-1, 32).mean(0), feats.reshape(-1, 32).std(0) + 1e-3
     folder = make_model_folder(tmp_path / name, im, name, mean, std)
     model = load_model(folder)

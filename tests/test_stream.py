@@ -7,7 +7,7 @@ import pytest
 
 from kws.data.audio import load_audio, write_wav
 from kws.config import FeatureConfig
-from kws.frontend.features import log_mel
+from kws.frontend.features import clip_features
 from kws.checks.stream import FrameMaker, stream, wav_chunks
 from kws.detect.detector import Detector
 from tests.conftest import SC_MINI
@@ -15,9 +15,12 @@ from tests.conftest import SC_MINI
 CFG = FeatureConfig(hop_length=320)
 
 
-def test_streaming_front_end_equals_the_reference_whatever_the_chunks():
+@pytest.mark.parametrize("frontend", ["log_mel", "pcen"])
+def test_streaming_front_end_equals_the_reference_whatever_the_chunks(frontend):
+    from dataclasses import replace
+    cfg = replace(CFG, frontend=frontend)
     audio = load_audio(sorted((SC_MINI / "yes").glob("*.wav"))[0])
-    maker = FrameMaker(CFG)
+    maker = FrameMaker(cfg)
     sizes = [1, 7, 320, 333, 1000, 5]
     out, i, k = [], 0, 0
     while i < len(audio):
@@ -25,8 +28,8 @@ def test_streaming_front_end_equals_the_reference_whatever_the_chunks():
         out.append(maker.push(audio[i:i + n]))
         i, k = i + n, k + 1
     frames = np.concatenate(out)
-    assert frames.shape == (CFG.n_frames, 32)
-    np.testing.assert_array_equal(frames, log_mel(audio, CFG))
+    assert frames.shape == (cfg.n_frames, 32)
+    np.testing.assert_array_equal(frames, clip_features(audio, cfg))
 
 
 def test_detector_smooths_thresholds_and_waits_out_the_refractory_period():
@@ -51,7 +54,7 @@ def _correct_clips(model, words):
     for word in words:
         for path in sorted((SC_MINI / word).glob("*.wav")):
             audio = load_audio(path)
-            x = model.quantize(log_mel(audio, model.features)[None])
+            x = model.quantize(clip_features(audio, model.features)[None])
             pooled = model.int_model.run(x)[0, -model.pool_frames:].sum(0)
             if model.classes[int(pooled.argmax())] == word:
                 out[word] = audio

@@ -203,6 +203,15 @@ def test_an_ensemble_of_teachers_teaches_the_mean_of_their_softened_outputs(sc_m
     assert np.isfinite(run["history"][-1]["loss"])
     with pytest.raises(KwsError, match="needs train.teacher"):
         load_teachers(tiny_config(sc_mini, distill_weight=0.5))
+    # a teacher or a starting point trained on other features is an error, not a silent mismatch
+    from dataclasses import replace
+    pcen = replace(both, features=replace(both.features, frontend="pcen"))
+    with pytest.raises(KwsError, match="train.teacher: .* other features: frontend log_mel"):
+        load_teachers(pcen)
+    with pytest.raises(KwsError, match="train.init_from: .* other features: frontend log_mel"):
+        train(replace(pcen, train=replace(pcen.train, teacher="", distill_weight=0.0,
+                                          init_from=str(a))), tmp_path / "c",
+              progress=lambda *_: None)
 
 
 @pytest.mark.parametrize("state_bits", [8, 16])

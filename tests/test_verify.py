@@ -30,10 +30,10 @@ pytestmark = pytest.mark.skipif(shutil.which("avr-gcc") is None, reason="avr-gcc
 def make_model(folder, seed=0):
     """A random v2-12 model (20 ms frames, 49 per clip) normalised on the fixture clips."""
     from kws.data.audio import load_audio
-    from kws.frontend.features import log_mel
+    from kws.frontend.features import clip_features
 
     cfg = FeatureConfig(hop_length=320)
-    feats = np.stack([log_mel(load_audio(p), cfg) for p in CLIPS[::4]]).reshape(-1, 32)
+    feats = np.stack([clip_features(load_audio(p), cfg) for p in CLIPS[::4]]).reshape(-1, 32)
     save_model(folder, f"rand{seed}", golden.random_model(seed), cfg,
                list(TASKS["v2-12"].classes), feats.mean(0), feats.std(0) + 1e-3, 3, {}, {}, {})
     return load_model(folder)

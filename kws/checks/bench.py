@@ -56,7 +56,7 @@ def bench_features(data: Path, n_clips: int, cfg: FeatureConfig) -> dict:
 
     from kws.frontend.cache import load_clip_audio
     from kws.data.dataset import load_dataset
-    from kws.frontend.features import log_mel_batch
+    from kws.frontend.features import features_batch
 
     clips = load_dataset(data).clips
     step = max(1, len(clips) // n_clips)
@@ -73,9 +73,9 @@ def bench_features(data: Path, n_clips: int, cfg: FeatureConfig) -> dict:
             np.log(np.maximum(mel, cfg.log_floor))
 
     threads = torch.get_num_threads()
-    batched_all = _best_time(lambda: log_mel_batch(audio, cfg))
+    batched_all = _best_time(lambda: features_batch(audio, cfg))
     torch.set_num_threads(1)
-    batched_one = _best_time(lambda: log_mel_batch(audio, cfg))
+    batched_one = _best_time(lambda: features_batch(audio, cfg))
     torch.set_num_threads(threads)
     looped = _best_time(librosa_loop)
 

@@ -17,15 +17,16 @@ import numpy as np
 
 from kws.detect.detector import Detection, Detector, posteriors  # noqa: F401
 from kws.errors import KwsError
-from kws.frontend.features import log_mel_frames
+from kws.frontend.features import frame_features
 
 
 class FrameMaker:
-    """Streaming front end: audio chunks in, feature frames out, exactly `log_mel`'s windows
-    (a frame every `hop_length` samples from the stream start)."""
+    """Streaming front end: audio chunks in, feature frames out, exactly `clip_features`'
+    windows (a frame every `hop_length` samples from the stream start), with a PCEN front
+    end's smoother carried from chunk to chunk."""
 
     def __init__(self, cfg):
-        self.cfg, self.buffer = cfg, np.zeros(0, np.float64)
+        self.cfg, self.buffer, self.state = cfg, np.zeros(0, np.float64), None
 
     def push(self, audio: np.ndarray) -> np.ndarray:
         cfg = self.cfg
@@ -35,7 +36,8 @@ class FrameMaker:
         if n == 0:
             return np.zeros((0, cfg.n_mels), np.float32)
         starts = np.arange(n) * cfg.hop_length
-        frames = log_mel_frames(self.buffer[starts[:, None] + np.arange(cfg.win_length)], cfg)
+        frames, self.state = frame_features(
+            self.buffer[starts[:, None] + np.arange(cfg.win_length)], cfg, self.state)
         self.buffer = self.buffer[n * cfg.hop_length:]
         return frames
 

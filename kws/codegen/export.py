@@ -208,10 +208,11 @@ def config_header(baud: int | None = None, max_frames: int = 1, schedule=None,
 def clip_frames(model, wav_paths) -> np.ndarray:
     """The int8 frames [clips, frames, n_in] the host sends the board for these WAV files."""
     from kws.data.audio import load_audio
-    from kws.frontend.features import log_mel
+    from kws.frontend.features import clip_features
 
     cfg = model.features
-    feats = [log_mel(load_audio(p, cfg.sample_rate, cfg.clip_samples), cfg) for p in wav_paths]
+    feats = [clip_features(load_audio(p, cfg.sample_rate, cfg.clip_samples), cfg)
+             for p in wav_paths]
     if not feats:
         return np.zeros((0, cfg.n_frames, model.int_model.n_in), np.int64)
     return model.quantize(np.stack(feats))

@@ -23,7 +23,7 @@ from kws.atomic import atomic_open, atomic_path
 from kws.data.audio import BadAudio, load_audio
 from kws.config import FeatureConfig
 from kws.data.dataset import Clip
-from kws.frontend.features import log_mel_batch
+from kws.frontend.features import features_batch
 
 CACHE_VERSION = 1
 
@@ -117,10 +117,10 @@ def _features_in_chunks(clips: list[Clip], cfg: FeatureConfig, skip_bad: bool, p
         kept.append(c)
         chunk.append(a)
         if len(chunk) == CHUNK or len(kept) + len(bad) == len(clips):
-            features[len(kept) - len(chunk):len(kept)] = log_mel_batch(np.stack(chunk), cfg)
+            features[len(kept) - len(chunk):len(kept)] = features_batch(np.stack(chunk), cfg)
             chunk = []
     if chunk:   # the last clips were followed by bad ones
-        features[len(kept) - len(chunk):len(kept)] = log_mel_batch(np.stack(chunk), cfg)
+        features[len(kept) - len(chunk):len(kept)] = features_batch(np.stack(chunk), cfg)
     _none_readable(clips, kept, bad)
     return features[:len(kept)], kept, bad
 

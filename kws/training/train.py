@@ -38,7 +38,7 @@ from kws.frontend.cache import cached_audio, compute_features, to_float
 from kws.config import Config, config_to_dict
 from kws.data.dataset import Dataset, background_files, find_data, load_dataset
 from kws.errors import Interrupted, KwsError
-from kws.frontend.features import BatchLogMel, norm_stats
+from kws.frontend.features import BatchFeatures, norm_stats
 from kws.training.model import FastGRNN, GRUBaseline
 
 PHASES = ("dense", "sparsify", "sparse", "quant")
@@ -284,7 +284,7 @@ class Augmenter:
     def __init__(self, data: TrainingData, config: Config):
         self.data, self.cfg = data, config.train
         self.sample_rate = config.features.sample_rate
-        self.frontend = BatchLogMel(config.features)
+        self.frontend = BatchFeatures(config.features)
         self.mean = torch.from_numpy(data.mean)
         self.std = torch.from_numpy(data.std)
         task = data.dataset.task
@@ -460,6 +460,9 @@ class Trainer:
         if self.class_weights is not None:
             self.class_weights = self.class_weights.to(self.device)
         if config.train.init_from:
+            from kws.config import load_config
+            same_features(load_config(Path(config.train.init_from) / "config.yaml"), config,
+                          config.train.init_from, "train.init_from")
             load_state(self.model, load_run_model(config.train.init_from, "train.init_from"),
                        "train.init_from")
         self.epoch, self.best, self.history = 0, None, []
@@ -687,6 +690,16 @@ def _first_line(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
+def same_features(run_config: Config, config: Config, folder, key: str) -> None:
+    """A teacher or a starting point hears the student's features, so they must be its own."""
+    if run_config.features != config.features:
+        theirs = dataclasses.asdict(run_config.features)
+        ours = dataclasses.asdict(config.features)
+        diff = ", ".join(f"{k} {theirs[k]} (this config: {ours[k]})"
+                         for k in ours if theirs[k] != ours[k])
+        raise KwsError(f"{key}: {folder} was trained on other features: {diff}")
+
+
 def load_teachers(config: Config) -> list:
     """The float teachers of `train.teacher`: one finished run folder, or several (their
     softened outputs are averaged). Any architecture the trainer builds can teach."""
@@ -699,6 +712,7 @@ def load_teachers(config: Config) -> list:
     out = []
     for folder in folders:
         tconf = load_config(Path(folder) / "config.yaml")
+        same_features(tconf, config, folder, "train.teacher")
         teacher = build_model(tconf, len(config.data.vocabulary().classes))
         load_state(teacher, load_run_model(folder, "train.teacher"), "train.teacher")
         out.append(teacher.eval())
