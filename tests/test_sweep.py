@@ -87,3 +87,14 @@ def test_fold_config_names_the_folds_own_start_and_mined_windows():
     assert f.train.teacher == "runs/cv/teacher/fold3"
     plain = fold_config(Config(), 5, 1)
     assert plain.train == Config().train and plain.data.fold == 1
+
+
+def test_a_row_pools_every_finished_fold_not_only_this_sweeps(tmp_path):
+    from kws.training.sweep import scored_folds
+    for k in (0, 3):                                    # finished by earlier sweeps
+        (tmp_path / f"fold{k}" / "model").mkdir(parents=True)
+        (tmp_path / f"fold{k}" / "model" / "model.json").write_text("{}")
+    (tmp_path / "fold2" / "run").mkdir(parents=True)    # another process is still training it
+    assert scored_folds(tmp_path, 5, [1]) == [0, 1, 3]
+    assert scored_folds(tmp_path, 5, []) == [0, 3]
+    assert scored_folds(tmp_path, 3, [1]) == [0, 1]     # fold 3 of another fold count: not ours

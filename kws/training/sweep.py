@@ -13,7 +13,9 @@ first data folder, the one with an official test set's distribution). A config w
 teacher gets one teacher per fold, trained from each of `teacher_configs` on that fold's
 training speakers, so no teacher has heard the speakers its student is scored on (several
 configs: an ensemble, whose softened outputs the student learns from). The table gives the
-fold mean and standard deviation, and per-class accuracies pooled over the folds. With
+fold mean and standard deviation, and per-class accuracies pooled over the folds: every fold
+with a finished model, not only those this sweep trained (`--only-folds` shares the folds
+between processes; the last to finish writes the row of all of them). With
 `negatives` (folders of keyword-free audio) it also gives each fold model's false accepts per
 hour on the held-out side of those recordings (`kws.data.dataset.negative_side`: the speakers
 no `train.negative_dirs` crop came from) at one threshold, 2 windows in flight, no smoothing:
@@ -184,7 +186,6 @@ def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | Non
             raise KwsError(f"{path} distils from a teacher: give its config (--teacher-config) so "
                            "that every fold trains its own")
         folder = out / name
-        scores = []
         for fold in todo:
             teacher = (fold_teachers(teacher_configs, out, folds, fold, progress)
                        if config.train.distill_weight > 0 else None)
@@ -195,6 +196,10 @@ def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | Non
                 result = train(cfg, folder / f"fold{fold}" / "run", resume=True,
                                progress=lambda *_: None)
                 ship(result, cfg, name, model_dir)
+        scores = []
+        for fold in scored_folds(folder, folds, todo):
+            cfg = fold_config(config, folds, fold)
+            model_dir = folder / f"fold{fold}" / "model"
             judged_on = Path(judge) if judge else resolve_data(cfg)[0]
             r = evaluate(model_dir, judged_on, split="testing")
             r["fold"] = fold
@@ -230,6 +235,15 @@ def run_cv(configs: list[Path], out: Path, folds: int = 5, only: list[int] | Non
                             fa_hours=scores[0]["negatives"]["hours"])
     write_cv_results(merged_rows(out / "cv_results.json", rows), out)
     return rows
+
+
+def scored_folds(folder: Path, folds: int, trained: list[int]) -> list[int]:
+    """The folds a config's row pools: those just trained and every other fold of `folds`
+    with a finished model in `folder`, so that sweeps over disjoint `--only-folds` (several
+    processes sharing the work) end with one row over all of them."""
+    done = {k for k in range(folds)
+            if (Path(folder) / f"fold{k}" / "model" / "model.json").exists()}
+    return sorted(done | set(trained))
 
 
 def merged_rows(path: Path, rows: list[dict]) -> list[dict]:
