@@ -69,13 +69,18 @@ class FeatureConfig:
         """Frames per clip: no centring, so only whole windows count."""
         return 1 + (self.clip_samples - self.win_length) // self.hop_length
 
-    def digest(self) -> str:
-        """A short hash of every field: part of every cache key that depends on features."""
+    def settings(self) -> dict:
+        """The fields that shape the features: a log-mel config leaves out the PCEN fields, so
+        its caches and keys stay what they were before PCEN existed."""
         fields = dataclasses.asdict(self)
-        if self.frontend == "log_mel":   # log-mel keys stay what they were before PCEN existed
+        if self.frontend == "log_mel":
             fields = {k: v for k, v in fields.items()
                       if k != "frontend" and not k.startswith("pcen_")}
-        blob = json.dumps(fields, sort_keys=True).encode()
+        return fields
+
+    def digest(self) -> str:
+        """A short hash of every field: part of every cache key that depends on features."""
+        blob = json.dumps(self.settings(), sort_keys=True).encode()
         return hashlib.sha1(blob).hexdigest()[:12]
 
 

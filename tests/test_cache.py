@@ -43,6 +43,23 @@ def test_key_changes_with_config_and_file_list(sc_mini, tmp_path):
     assert touched.cache_file != base.cache_file and not touched.from_cache
 
 
+def test_log_mel_caches_from_before_pcen_are_still_read(sc_mini, tmp_path):
+    """A log-mel cache written before the front end could be PCEN recorded only the log-mel
+    fields; it is still the same key and still read. A PCEN config has its own key."""
+    import json
+    ds = dataset(sc_mini)
+    base = compute_features(ds.clips, ds.root, FeatureConfig(), tmp_path, progress=False)
+    with np.load(base.cache_file) as z:
+        stored = json.loads(str(z["config"]))
+    assert "frontend" not in stored and not any(k.startswith("pcen_") for k in stored)
+    assert compute_features(ds.clips, ds.root, FeatureConfig(), tmp_path,
+                            progress=False).from_cache
+    pcen = compute_features(ds.clips, ds.root, FeatureConfig(frontend="pcen"), tmp_path,
+                            progress=False)
+    assert pcen.cache_file != base.cache_file and not pcen.from_cache
+    assert not np.allclose(pcen.features, base.features)
+
+
 def test_bad_file_fails_or_is_skipped_and_counted(sc_mini, tmp_path):
     bad = sc_mini / "yes" / "deadbeef_nohash_0.wav"
     bad.write_bytes(b"RIFF....WAVEjunk")

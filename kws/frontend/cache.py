@@ -101,7 +101,7 @@ def compute_features(clips: list[Clip], root: Path, cfg: FeatureConfig,
     if path is not None:
         with atomic_open(path, "wb") as f:
             np.savez(f, features=features, kept=np.array([_id(c, root) for c in kept]),
-                     bad=json.dumps(bad), config=json.dumps(cfg.__dict__))
+                     bad=json.dumps(bad), config=json.dumps(cfg.settings()))
     return FeatureSet(features, kept, bad, path, False)
 
 
@@ -139,7 +139,7 @@ def _read(path: Path, clips: list[Clip], root: Path, cfg: FeatureConfig) -> Feat
         lost = [i for i, c in zip(ids, clips) if i not in kept_set and str(c.path) not in bad_paths]
         if lost:                                          # and every other one listed as bad
             raise ValueError(f"lacks clip {lost[0]}")
-        if config != json.loads(json.dumps(cfg.__dict__)):
+        if config != json.loads(json.dumps(cfg.settings())):
             raise ValueError("made with other feature settings")
         want = (len(kept_ids), cfg.n_frames, cfg.n_mels)
         if features.dtype != np.float32 or features.shape != want:
