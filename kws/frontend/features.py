@@ -71,11 +71,6 @@ def frame_features(windows: np.ndarray, cfg: FeatureConfig = FeatureConfig(), st
     return np.log(np.maximum(power, cfg.log_floor)).astype(np.float32), None
 
 
-def log_mel_frames(windows: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
-    """Log-mel features of analysis windows [N, win_length], whatever `cfg.frontend` says."""
-    return np.log(np.maximum(mel_power(windows, cfg), cfg.log_floor)).astype(np.float32)
-
-
 def mel_power(windows: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """Mel power [N, n_mels] (float64) of analysis windows [N, win_length]."""
     frames = np.asarray(windows, dtype=np.float64) * hann(cfg.win_length)
@@ -142,7 +137,7 @@ class BatchFeatures(torch.nn.Module):
 
 
 def features_batch(audio: np.ndarray, cfg: FeatureConfig = FeatureConfig(),
-                  batch_size: int = 32) -> np.ndarray:
+                   batch_size: int = 32) -> np.ndarray:
     """Batched features of [N, clip_samples] audio: float32 [N, n_frames, n_mels].
 
     Small batches keep the spectra in cache: 32 clips ran 2.5x faster than 512 here.
