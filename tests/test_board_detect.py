@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from kws.errors import KwsError
@@ -19,18 +20,29 @@ from tests.test_stream import frame_of_cycle, pin_edges, three_keywords_wav
 def tuned(tmp_path_factory):
     """models/default with other listening settings: smoothing over 2 windows, 1.5 s (3 windows)
     of refractory period, threshold 0.6,
-    "go" at 0.45 and "stop" at 0.995 (above what the board's stop ever scores here)."""
+    "go" at 0.45 and "stop" just above the highest posterior "stop" gets in any one window of
+    this stream (so no smoothed pair of windows reaches it; `STOP_THRESHOLD`)."""
+    from kws.checks.streameval import stream_scores
+    from kws.data.audio import load_audio
+    from kws.detect.detector import ONE, Detector, posteriors, q15_threshold
+    from kws.detect.windows import Schedule
     from kws.quant.modelfile import load_model
 
     folder = tmp_path_factory.mktemp("tuned") / "tuned"
     shutil.copytree(REPO / "models" / "default", folder)
-    (folder / "detector.json").write_text(json.dumps(
-        {"threshold": 0.6, "instances": 2, "smooth_windows": 2, "refractory_s": 1.5,
-         "chosen_by": "tests/test_board_detect.py", "thresholds": {"go": 0.45, "stop": 0.995}}))
     model = load_model(folder)
     wav = folder / "three.wav"
     words, voiced = three_keywords_wav(wav, model)
-    return model, wav, words
+    schedule = Schedule.for_model(model, 2)
+    pooled, _ = stream_scores(model, load_audio(wav, 16000, None), schedule)
+    scale = Detector.args_for(model, schedule, smooth=2, refractory_s=1.5)["scale"]
+    stop_max = int(np.max(posteriors(pooled, scale)[:, model.classes.index("stop")]))
+    stop = (stop_max + 1) / ONE       # q15_threshold(stop) == stop_max + 1: never reached
+    assert stop_max > q15_threshold(0.6) and stop < 1, stop_max   # "stop" is heard at 0.6
+    (folder / "detector.json").write_text(json.dumps(
+        {"threshold": 0.6, "instances": 2, "smooth_windows": 2, "refractory_s": 1.5,
+         "chosen_by": "tests/test_board_detect.py", "thresholds": {"go": 0.45, "stop": stop}}))
+    return load_model(folder), wav, words
 
 
 def test_board_decides_with_its_compiled_settings_as_python_does(tuned):
@@ -40,7 +52,7 @@ def test_board_decides_with_its_compiled_settings_as_python_does(tuned):
     static RAM and peak stack after listening stay within 1,024 bytes."""
     from kws.checks.boards import open_boards
     from kws.checks.stream import stream, wav_chunks
-    from kws.detect.detector import q15_threshold, settings_hash
+    from kws.detect.detector import load_settings, q15_threshold, settings_hash
 
     model, wav, words = tuned
     notes = []
@@ -56,8 +68,9 @@ def test_board_decides_with_its_compiled_settings_as_python_does(tuned):
     assert settings_hash(model).startswith(before.settings_hash)
     assert len(before.settings_hash) == 2 * P.SETTINGS_HASH_BYTES
     q = dict(zip(model.classes, before.thresholds))
+    stop = load_settings(model).thresholds["stop"]
     assert (q["yes"], q["go"], q["stop"], q["_silence_"]) == \
-        (q15_threshold(0.6), q15_threshold(0.45), q15_threshold(0.995), 0xFFFF)
+        (q15_threshold(0.6), q15_threshold(0.45), q15_threshold(stop), 0xFFFF)
     assert notes == []
     assert r["board_decides"] and r["mismatched_windows"] == 0 and r["mismatched_decisions"] == 0
     assert r["detections"] == r["python_detections"]
