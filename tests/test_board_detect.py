@@ -21,7 +21,7 @@ def tuned(tmp_path_factory):
     """models/default with other listening settings: smoothing over 2 windows, 1.5 s (3 windows)
     of refractory period, threshold 0.6,
     "go" at 0.45 and "stop" just above the highest posterior "stop" gets in any one window of
-    this stream (so no smoothed pair of windows reaches it; `STOP_THRESHOLD`)."""
+    this stream (so no smoothed pair of windows reaches it), whatever model ships."""
     from kws.checks.streameval import stream_scores
     from kws.data.audio import load_audio
     from kws.detect.detector import ONE, Detector, posteriors, q15_threshold
